@@ -1,0 +1,1 @@
+"""Payment-method ordering: the OrderingPolicy seam and its implementations."""

@@ -1,0 +1,130 @@
+"""The ``checkoutlab`` command line (typer): serve, demo, database and merchant admin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from checkoutlab.config import get_settings
+from checkoutlab.db import Database
+
+app = typer.Typer(
+    help="Checkout Lab: payment profiles, generated checkout forms, payments.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+merchants_app = typer.Typer(help="Merchants and their API keys.", no_args_is_help=True)
+config_app = typer.Typer(help="A merchant's configuration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(merchants_app, name="merchants")
+merchants_app.add_typer(config_app, name="config")
+console = Console(stderr=True)
+
+
+def _database() -> Database:
+    return Database(get_settings().database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the schema or upgrade it to the newest migration."""
+    database = _database()
+    database.upgrade()
+    console.print(f"[green]database at head[/green]: {database.engine.url.render_as_string()}")
+
+
+@merchants_app.command("create")
+def merchants_create(
+    name: Annotated[str, typer.Option(help="Merchant display name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON.")] = False,
+) -> None:
+    """Create a merchant. The secret key is printed once and stored only as a hash."""
+    from checkoutlab.merchants import service
+
+    database = _database()
+    database.upgrade()
+    with database.session() as session:
+        created = service.create(db=session, name=name)
+    result = {
+        "merchant_id": created.merchant_id,
+        "publishable_key": created.publishable_key,
+        "secret_key": created.secret_key,
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")
+        console.print("[yellow]Store the secret key now: it cannot be shown again.[/yellow]")
+
+
+@config_app.command("set")
+def merchants_config_set(
+    merchant: Annotated[str, typer.Option(help="Merchant id (mer_...).")],
+    file: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="config.json")],
+) -> None:
+    """Validate and save a merchant's configuration (rules are compiled, errors located)."""
+    from checkoutlab.errors import NotFound
+    from checkoutlab.merchants import service
+    from checkoutlab.merchants.schemas import MerchantConfig
+
+    try:
+        config = MerchantConfig.model_validate_json(file.read_text())
+    except ValidationError as exc:
+        console.print(f"[red]{file} is not a valid merchant configuration:[/red]")
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "(root)"
+            console.print(f"  {where}: {error['msg']}")
+        raise typer.Exit(2) from None
+    database = _database()
+    database.upgrade()
+    with database.session() as session:
+        try:
+            service.set_config(db=session, merchant_id=merchant, config=config)
+        except NotFound as exc:
+            console.print(f"[red]{exc.message}[/red]")
+            raise typer.Exit(1) from None
+    console.print(f"[green]configuration saved for {merchant}[/green]")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the API server (migrates an empty or old database first)."""
+    import uvicorn
+
+    from checkoutlab.api.app import create_app
+
+    _database().upgrade()
+    uvicorn.run(create_app(), host=host, port=port, log_level=get_settings().log_level.lower())
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Seed a demo merchant (catalogue, stock, returning customers) and serve it."""
+    import uvicorn
+
+    from checkoutlab.api.app import create_app
+    from checkoutlab.demo import seed
+
+    database = _database()
+    database.upgrade()
+    with database.session() as session:
+        keys = seed(db=session)
+    base = f"http://{host}:{port}"
+    console.print("[bold]Checkout Lab demo[/bold]")
+    console.print(f"  API:                {base}/docs")
+    console.print(f"  Profile schema:     {base}/v1/schemas/payment_profile.json")
+    console.print(f"  merchant_id:        {keys['merchant_id']}")
+    console.print(f"  publishable_key:    {keys['publishable_key']}")
+    console.print(f"  secret_key:         {keys['secret_key']}")
+    uvicorn.run(create_app(), host=host, port=port, log_level=get_settings().log_level.lower())

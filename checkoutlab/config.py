@@ -1,0 +1,48 @@
+"""Settings, read once from ``CHECKOUTLAB_*`` environment variables (or a ``.env`` file).
+
+The defaults are the embedded ones of ``make demo``: SQLite and MLflow under ``var/``, the
+sandbox gateway, a development signing secret. Outside development mode a default or short
+secret is refused at start-up, so a production deployment cannot sign tokens with a key
+that is printed in this file.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside development
+VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHECKOUTLAB_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = f"sqlite:///{VAR_DIR}/checkoutlab.db"
+    mlflow_tracking_uri: str = f"sqlite:///{VAR_DIR}/mlflow.db"
+    secret_key: str = DEV_SECRET
+    session_ttl_seconds: int = Field(default=30 * 60, gt=0, le=24 * 3600)
+    gateway: Literal["sandbox"] = "sandbox"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if self.environment != "development" and (
+            self.secret_key == DEV_SECRET or len(self.secret_key) < 32
+        ):
+            raise ValueError(
+                "CHECKOUTLAB_SECRET_KEY must be set to a random value of at least 32 characters "
+                "outside development; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

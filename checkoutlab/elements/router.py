@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from checkoutlab.deps import PublicMerchant, SessionDep, SettingsDep
+from checkoutlab.elements.render import RenderedElements, render_elements
+from checkoutlab.errors import NotFound
+from checkoutlab.events.service import add_server_event
+from checkoutlab.profile.models import Decision
+from checkoutlab.profile.schema import PaymentProfile
+from checkoutlab.profile.signing import verify
+
+router = APIRouter(tags=["elements"])
+
+
+class ElementsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(max_length=8192)
+
+
+@router.post("/v1/elements", response_model=RenderedElements)
+def create_elements(
+    body: ElementsRequest, merchant: PublicMerchant, db: SessionDep, settings: SettingsDep
+) -> RenderedElements:
+    """Render the form for a profile; the profile is re-read from the decision log, not the body."""
+    claims = verify(body.token, secret=settings.secret_key, merchant_id=merchant.id)
+    decision = db.scalar(
+        select(Decision).where(
+            Decision.id == claims.decision_id, Decision.merchant_id == merchant.id
+        )
+    )
+    if decision is None:
+        raise NotFound("No such payment profile", param="token")
+    profile = PaymentProfile.model_validate({**decision.profile, "token": body.token})
+    rendered = render_elements(profile)
+    add_server_event(
+        db=db,
+        merchant_id=merchant.id,
+        type="elements_rendered",
+        session_id=decision.session_id,
+        decision_id=decision.id,
+        properties={"layout": profile.ui.layout.value, "locale": profile.ui.locale},
+    )
+    db.commit()
+    return rendered

@@ -1,0 +1,1 @@
+"""Append-only event log: ingestion and pandas readers."""

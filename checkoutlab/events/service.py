@@ -1,0 +1,89 @@
+"""Writing and reading the append-only event log.
+
+Writers only insert. Readers page by ``id > cursor`` so a learner that restarts neither
+loses nor double-counts events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from checkoutlab.db import utcnow
+from checkoutlab.events.models import Event
+
+CLIENT_TYPES = frozenset({"exposure", "interaction", "abandon"})
+SERVER_TYPES = frozenset(
+    {
+        "profile_served",
+        "elements_rendered",
+        "payment_succeeded",
+        "payment_failed",
+        "payment_requires_action",
+    }
+)
+
+
+def add_server_event(
+    *,
+    db: Session,
+    merchant_id: str,
+    type: str,
+    session_id: str | None,
+    decision_id: str | None = None,
+    properties: dict[str, Any] | None = None,
+) -> Event:
+    """Stage a server event in the caller's transaction: it commits with what it records."""
+    assert type in SERVER_TYPES, type
+    event = Event(
+        merchant_id=merchant_id,
+        type=type,
+        session_id=session_id,
+        decision_id=decision_id,
+        occurred_at=utcnow(),
+        source="server",
+        properties=properties or {},
+    )
+    db.add(event)
+    return event
+
+
+def add_client_events(*, db: Session, merchant_id: str, events: Sequence[dict[str, Any]]) -> int:
+    """Insert a validated batch in one transaction; durable when this returns."""
+    now = utcnow()
+    rows = [
+        {
+            "merchant_id": merchant_id,
+            "type": e["type"],
+            "session_id": e.get("session_id"),
+            "decision_id": e.get("decision_id"),
+            "occurred_at": e.get("occurred_at") or now,
+            "received_at": now,
+            "source": "client",
+            "properties": e.get("properties") or {},
+        }
+        for e in events
+    ]
+    if rows:
+        db.execute(Event.__table__.insert(), rows)
+    db.commit()
+    return len(rows)
+
+
+def read_since(
+    *,
+    db: Session,
+    merchant_id: str | None = None,
+    cursor: int = 0,
+    limit: int = 1000,
+    types: Sequence[str] | None = None,
+) -> list[Event]:
+    query = select(Event).where(Event.id > cursor)
+    if merchant_id is not None:
+        query = query.where(Event.merchant_id == merchant_id)
+    if types:
+        query = query.where(Event.type.in_(list(types)))
+    return list(db.scalars(query.order_by(Event.id).limit(limit)))

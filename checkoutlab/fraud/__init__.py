@@ -1,0 +1,1 @@
+"""Fraud scoring: the RiskScorer seam and its implementations."""

@@ -1,0 +1,1 @@
+"""Checkout sessions, confirm, gateways, idempotency and inventory."""

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+
+from checkoutlab.deps import PublicMerchant, SecretMerchant, SessionDep, SettingsDep
+from checkoutlab.errors import CheckoutLabError, InvalidRequest
+from checkoutlab.payments import confirm as confirm_service
+from checkoutlab.payments import idempotency, sessions
+from checkoutlab.payments.schemas import (
+    ChallengeRequest,
+    CheckoutSessionCreate,
+    CheckoutSessionRead,
+    ConfirmRequest,
+    InventoryLevel,
+    InventoryRead,
+    InventoryUpdate,
+)
+
+router = APIRouter(tags=["checkout sessions"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255, description="one per payment attempt"),
+]
+
+
+@router.post("/v1/checkout_sessions", status_code=201, response_model=CheckoutSessionRead)
+def create_checkout_session(
+    body: CheckoutSessionCreate, merchant: SecretMerchant, db: SessionDep, settings: SettingsDep
+) -> CheckoutSessionRead:
+    """Create a session from your server (secret key); pass its client_secret to the browser."""
+    checkout = sessions.create(
+        db=db, merchant_id=merchant.id, data=body, default_ttl_seconds=settings.session_ttl_seconds
+    )
+    return sessions.read(db=db, checkout=checkout, include_secret=True)
+
+
+@router.get("/v1/checkout_sessions/{session_id}", response_model=CheckoutSessionRead)
+def get_checkout_session(
+    session_id: str, merchant: SecretMerchant, db: SessionDep
+) -> CheckoutSessionRead:
+    """A session's status and its payments (secret key)."""
+    checkout = sessions.get(db=db, merchant_id=merchant.id, session_id=session_id)
+    return sessions.read(db=db, checkout=checkout)
+
+
+@router.put("/v1/inventory", response_model=InventoryRead)
+def put_inventory(body: InventoryUpdate, merchant: SecretMerchant, db: SessionDep) -> InventoryRead:
+    """Set stock per SKU; SKUs never set are treated as untracked (always in stock)."""
+    sessions.set_inventory(db=db, merchant_id=merchant.id, levels=body.items)
+    return _inventory(db, merchant.id)
+
+
+@router.get("/v1/inventory", response_model=InventoryRead)
+def get_inventory(merchant: SecretMerchant, db: SessionDep) -> InventoryRead:
+    return _inventory(db, merchant.id)
+
+
+def _inventory(db: SessionDep, merchant_id: str) -> InventoryRead:
+    stock = sessions.inventory(db=db, merchant_id=merchant_id)
+    return InventoryRead(items=[InventoryLevel(sku=s, quantity=q) for s, q in stock.items()])
+
+
+@router.post("/v1/checkout_sessions/{session_id}/confirm")
+def confirm_checkout_session(
+    session_id: str,
+    body: ConfirmRequest,
+    request: Request,
+    merchant: PublicMerchant,
+    db: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Pay the session with the method and verification steps the signed profile requires.
+
+    Answers 200 with the payment (succeeded, requires_action or processing), 402 with a
+    ``card_error`` when declined. Replaying the same Idempotency-Key and body returns the
+    stored answer; the same key with another body is 409.
+    """
+    if not idempotency_key:
+        raise InvalidRequest(
+            "Send an Idempotency-Key header (a fresh random value per payment attempt, "
+            "the same value when retrying after a network error).",
+            code="idempotency_key_missing",
+            param="Idempotency-Key",
+        )
+    request_hash = idempotency.fingerprint(
+        {"session": session_id, "body": body.model_dump()}, secret=settings.secret_key
+    )
+    claimed = idempotency.claim(
+        db=db, merchant_id=merchant.id, key=idempotency_key, request_hash=request_hash
+    )
+    if isinstance(claimed, idempotency.StoredResponse):
+        return JSONResponse(
+            claimed.body, status_code=claimed.status_code, headers={"Idempotent-Replayed": "true"}
+        )
+    try:
+        status, payload = confirm_service.confirm(
+            db=db,
+            merchant=merchant,
+            session_id=session_id,
+            body=body,
+            secret=settings.secret_key,
+            gateway=request.app.state.gateway,
+        )
+    except CheckoutLabError as exc:
+        db.rollback()
+        status, payload = exc.status_code, exc.to_dict()
+    except Exception:
+        idempotency.release(db=db, record_id=claimed)
+        raise
+    idempotency.complete(db=db, record_id=claimed, status_code=status, body=payload)
+    return JSONResponse(payload, status_code=status)
+
+
+@router.post("/v1/checkout_sessions/{session_id}/payments/{payment_id}/challenge")
+def complete_challenge(
+    session_id: str,
+    payment_id: str,
+    body: ChallengeRequest,
+    request: Request,
+    merchant: PublicMerchant,
+    db: SessionDep,
+) -> JSONResponse:
+    """Finish a payment that answered ``requires_action`` (the 3-D Secure challenge)."""
+    status, payload = confirm_service.complete_challenge(
+        db=db,
+        merchant=merchant,
+        session_id=session_id,
+        payment_id=payment_id,
+        body=body,
+        gateway=request.app.state.gateway,
+    )
+    return JSONResponse(payload, status_code=status)

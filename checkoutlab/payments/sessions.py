@@ -1,0 +1,183 @@
+"""Checkout sessions: created by the merchant's server, read by the browser via client_secret.
+
+The client secret is ``<session id>_secret_<random>`` (as in Stripe) so a browser call can
+find its session from the secret alone; the random part is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from checkoutlab.db import new_id, utcnow
+from checkoutlab.errors import InvalidRequest, NotFound
+from checkoutlab.payments.models import CheckoutSession, InventoryItem, Payment
+from checkoutlab.payments.schemas import (
+    CheckoutSessionCreate,
+    CheckoutSessionRead,
+    InventoryLevel,
+    LineItem,
+    PaymentRead,
+)
+
+OPEN, SUCCEEDED, EXPIRED = "open", "succeeded", "expired"
+
+
+def create(
+    *, db: Session, merchant_id: str, data: CheckoutSessionCreate, default_ttl_seconds: int
+) -> CheckoutSession:
+    session_id = new_id("cs")
+    now = utcnow()
+    checkout = CheckoutSession(
+        id=session_id,
+        merchant_id=merchant_id,
+        client_secret=f"{session_id}_secret_{secrets.token_urlsafe(18)}",
+        amount=data.amount,
+        currency=data.currency,
+        line_items=[item.model_dump(exclude_none=True) for item in data.line_items],
+        customer_ref=data.customer,
+        loyalty_balance=data.loyalty_balance,
+        metadata_=data.metadata,
+        created_at=now,
+        expires_at=now + timedelta(seconds=data.expires_in or default_ttl_seconds),
+    )
+    db.add(checkout)
+    db.commit()
+    return checkout
+
+
+def get(
+    *, db: Session, merchant_id: str, session_id: str, for_update: bool = False
+) -> CheckoutSession:
+    query = select(CheckoutSession).where(
+        CheckoutSession.id == session_id, CheckoutSession.merchant_id == merchant_id
+    )
+    if for_update:
+        query = query.with_for_update()
+    checkout = db.scalar(query)
+    if checkout is None:
+        raise NotFound(f"No such checkout session: '{session_id}'", param="id")
+    return checkout
+
+
+def by_client_secret(*, db: Session, merchant_id: str, client_secret: str) -> CheckoutSession:
+    """Resolve a browser's client secret; wrong or foreign secrets are indistinguishable."""
+    session_id, sep, _ = client_secret.partition("_secret_")
+    checkout = db.scalar(
+        select(CheckoutSession).where(
+            CheckoutSession.id == session_id, CheckoutSession.merchant_id == merchant_id
+        )
+    )
+    if (
+        not sep
+        or checkout is None
+        or not hmac.compare_digest(checkout.client_secret.encode(), client_secret.encode())
+    ):
+        raise InvalidRequest(
+            "The client_secret does not match any checkout session of this merchant. Pass the "
+            "client_secret returned when your server created the session.",
+            code="invalid_client_secret",
+            param="client_secret",
+        )
+    return checkout
+
+
+def status_of(checkout: CheckoutSession) -> str:
+    if checkout.status == OPEN and checkout.expires_at <= utcnow():
+        return EXPIRED
+    return checkout.status
+
+
+def ensure_open(checkout: CheckoutSession) -> None:
+    status = status_of(checkout)
+    if status == EXPIRED:
+        raise InvalidRequest(
+            f"Checkout session {checkout.id} expired at {checkout.expires_at.isoformat()}; "
+            "create a new session from your server.",
+            code="session_expired",
+        )
+    if status == SUCCEEDED:
+        raise InvalidRequest(
+            f"Checkout session {checkout.id} is already paid.", code="session_already_succeeded"
+        )
+
+
+def payments_of(*, db: Session, checkout: CheckoutSession) -> list[Payment]:
+    return list(
+        db.scalars(
+            select(Payment)
+            .where(Payment.session_id == checkout.id, Payment.merchant_id == checkout.merchant_id)
+            .order_by(Payment.created_at)
+        )
+    )
+
+
+def payment_read(payment: Payment) -> PaymentRead:
+    card = None
+    if payment.card_last4:
+        card = {"brand": payment.card_brand, "last4": payment.card_last4}
+    return PaymentRead(
+        id=payment.id,
+        status=payment.status,
+        amount=payment.amount,
+        currency=payment.currency,
+        method_type=payment.method_type,
+        card=card,
+        gateway=payment.gateway,
+        decline_code=payment.decline_code,
+        message=payment.failure_message,
+        next_action=payment.next_action,
+        created_at=payment.created_at,
+    )
+
+
+def read(
+    *, db: Session, checkout: CheckoutSession, include_secret: bool = False
+) -> CheckoutSessionRead:
+    return CheckoutSessionRead(
+        id=checkout.id,
+        client_secret=checkout.client_secret if include_secret else None,
+        status=status_of(checkout),
+        amount=checkout.amount,
+        currency=checkout.currency,
+        line_items=[LineItem.model_validate(item) for item in checkout.line_items],
+        customer=checkout.customer_ref,
+        loyalty_balance=checkout.loyalty_balance,
+        metadata=checkout.metadata_,
+        created_at=checkout.created_at,
+        expires_at=checkout.expires_at,
+        payments=[payment_read(p) for p in payments_of(db=db, checkout=checkout)],
+    )
+
+
+def set_inventory(*, db: Session, merchant_id: str, levels: list[InventoryLevel]) -> None:
+    skus = [level.sku for level in levels]
+    if len(set(skus)) != len(skus):
+        raise InvalidRequest("items lists the same sku twice", param="items")
+    existing = {
+        item.sku: item
+        for item in db.scalars(
+            select(InventoryItem).where(
+                InventoryItem.merchant_id == merchant_id, InventoryItem.sku.in_(skus)
+            )
+        )
+    }
+    for level in levels:
+        if level.sku in existing:
+            existing[level.sku].quantity = level.quantity
+        else:
+            db.add(InventoryItem(merchant_id=merchant_id, sku=level.sku, quantity=level.quantity))
+    db.commit()
+
+
+def inventory(*, db: Session, merchant_id: str, skus: list[str] | None = None) -> dict[str, int]:
+    query = select(InventoryItem.sku, InventoryItem.quantity).where(
+        InventoryItem.merchant_id == merchant_id
+    )
+    if skus is not None:
+        query = query.where(InventoryItem.sku.in_(skus))
+    return {sku: qty for sku, qty in db.execute(query.order_by(InventoryItem.sku))}

@@ -1,0 +1,1 @@
+"""Payment profile: contextual data acquisition → PaymentProfile."""

@@ -1,0 +1,326 @@
+"""Build a PaymentProfile for one checkout: the decision path of DESIGN.md.
+
+context → risk → merchant rules → (experiment variant) → method ordering → profile,
+then the decision is logged with everything needed to replay it, in the same transaction
+as its ``profile_served`` event.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from babel.numbers import format_currency, get_currency_precision
+from sqlalchemy.orm import Session
+
+from checkoutlab.bandits.policy import OrderingPolicy, get_policy
+from checkoutlab.db import new_id, utcnow
+from checkoutlab.elements.catalog import method_config
+from checkoutlab.events.service import add_server_event
+from checkoutlab.fraud.scorer import (
+    RiskAssessment,
+    RiskFeatures,
+    RiskScorer,
+    RulesRiskScorer,
+    risk_level,
+    risk_score_0_99,
+)
+from checkoutlab.merchants import service as merchants
+from checkoutlab.merchants.models import Merchant
+from checkoutlab.merchants.schemas import MerchantConfig, MethodType
+from checkoutlab.payments import sessions
+from checkoutlab.payments.models import CheckoutSession
+from checkoutlab.profile.context import ContextIn, acquire
+from checkoutlab.profile.feeds import FxProvider, currency_for_country, default_fx_provider
+from checkoutlab.profile.history import PurchaseHistory, purchase_history
+from checkoutlab.profile.methods import is_eligible
+from checkoutlab.profile.models import Decision
+from checkoutlab.profile.rules import RuleOutcome, evaluate_rules
+from checkoutlab.profile.schema import (
+    UI,
+    Amount,
+    Inventory,
+    InventoryLine,
+    Loyalty,
+    Ordering,
+    PaymentMethod,
+    PaymentProfile,
+    PresentmentFX,
+    Risk,
+    Verification,
+)
+from checkoutlab.profile.signing import ProfileClaims, sign
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProfileServices:
+    """The replaceable parts of the decision path (the fraud and bandit issues swap these)."""
+
+    scorer: RiskScorer
+    fx: FxProvider
+    policy_for: Any = None  # callable(config) -> OrderingPolicy
+
+    def policy(self, config: MerchantConfig) -> OrderingPolicy:
+        if self.policy_for is not None:
+            return self.policy_for(config)
+        return get_policy(config.ordering_policy)
+
+
+def default_services() -> ProfileServices:
+    return ProfileServices(scorer=RulesRiskScorer(), fx=default_fx_provider())
+
+
+def money(value_minor: int, currency: str, locale: str) -> str:
+    major = value_minor / 10 ** get_currency_precision(currency)
+    return format_currency(major, currency, locale=locale)
+
+
+def _assess(
+    scorer: RiskScorer, features: RiskFeatures, config: MerchantConfig
+) -> tuple[RiskAssessment, int, str]:
+    try:
+        assessment = scorer.score(features)
+    except Exception:  # fail safe: keep taking payments, with verification on
+        log.exception("risk scorer %s failed; serving a degraded profile", scorer.name)
+        assessment = RiskAssessment(0.5, scorer.name, "unavailable", ["scorer_unavailable"], True)
+    score = risk_score_0_99(assessment.score)
+    thresholds = config.risk_thresholds
+    level = risk_level(score, elevated=thresholds.elevated, highest=thresholds.highest)
+    if assessment.degraded and level == "normal":
+        level = "elevated"
+    return assessment, score, level
+
+
+def _verification(
+    level: str, context: dict[str, Any], rules: RuleOutcome, degraded: bool
+) -> Verification:
+    steps = {str(step) for step in rules.require}
+    if level in ("elevated", "highest") or degraded:
+        steps.add("cvv")
+    if level == "highest" or degraded:
+        steps.update({"avs", "three_ds"})
+    device = context["device"]
+    if device["biometric"] and device["type"] in ("mobile", "tablet"):
+        steps.add("biometric")
+    return Verification(**{step: True for step in steps})
+
+
+def _methods(
+    config: MerchantConfig,
+    checkout: CheckoutSession,
+    context: dict[str, Any],
+    rules: RuleOutcome,
+    policy: OrderingPolicy,
+) -> tuple[list[MethodType], float, str, str]:
+    eligible = [
+        m
+        for m in config.ordered_methods()
+        if is_eligible(m, currency=checkout.currency, context=context)
+    ]
+    visible = [m for m in eligible if m not in rules.hide] or eligible
+    ranking = policy.rank(visible, context)
+    pinned = [m for m in rules.prioritize if m in visible]
+    order = pinned + [m for m in ranking.order if m not in pinned]
+    propensity = 1.0 if pinned else ranking.propensity
+    return order, propensity, ranking.policy, ranking.policy_version
+
+
+def _presentment(
+    fx: FxProvider, checkout: CheckoutSession, context: dict[str, Any], locale: str
+) -> PresentmentFX | None:
+    target = context.get("currency") or currency_for_country(context["location"]["country"])
+    if not target or target == checkout.currency:
+        return None
+    quote = fx.quote(checkout.currency, target)
+    if quote is None:
+        return None
+    major = checkout.amount / 10 ** get_currency_precision(checkout.currency)
+    value = round(major * quote.rate * 10 ** get_currency_precision(target))
+    return PresentmentFX(
+        currency=target,
+        value=value,
+        display=money(value, target, locale),
+        rate=round(quote.rate, 6),
+        rate_date=quote.date,
+        source=quote.source,
+    )
+
+
+def _inventory(db: Session, checkout: CheckoutSession) -> Inventory:
+    wanted: dict[str, int] = {}
+    for item in checkout.line_items:
+        wanted[item["sku"]] = wanted.get(item["sku"], 0) + int(item["quantity"])
+    stock = sessions.inventory(db=db, merchant_id=checkout.merchant_id, skus=list(wanted))
+    lines = [
+        InventoryLine(sku=sku, requested=qty, available=stock.get(sku))
+        for sku, qty in wanted.items()
+    ]
+    in_stock = all(line.available is None or line.available >= line.requested for line in lines)
+    return Inventory(in_stock=in_stock, lines=lines)
+
+
+def _loyalty(config: MerchantConfig, checkout: CheckoutSession, locale: str) -> Loyalty:
+    program = config.loyalty
+    if not program.enabled:
+        return Loyalty()
+    value = checkout.loyalty_balance * program.redemption_value
+    return Loyalty(
+        enabled=True,
+        program=program.name,
+        balance_points=checkout.loyalty_balance,
+        balance_value=value,
+        balance_display=money(value, checkout.currency, locale),
+        can_redeem=value > 0,
+    )
+
+
+def _features(
+    checkout: CheckoutSession, history: PurchaseHistory, context: dict[str, Any], failed: int
+) -> RiskFeatures:
+    major = checkout.amount / 10 ** get_currency_precision(checkout.currency)
+    avg = history.average_amount
+    return RiskFeatures(
+        amount_major=major,
+        customer_known=checkout.customer_ref is not None,
+        customer_payments=history.payments_count,
+        customer_avg_amount=avg / 10 ** get_currency_precision(checkout.currency) if avg else None,
+        customer_disputes=history.disputes,
+        session_failed_attempts=failed,
+        proxy=bool(context["network"]["proxy"]),
+        country_mismatch=False,
+    )
+
+
+def build(
+    *,
+    db: Session,
+    merchant: Merchant,
+    checkout: CheckoutSession,
+    context_in: ContextIn,
+    headers: dict[str, str],
+    secret: str,
+    services: ProfileServices,
+) -> PaymentProfile:
+    sessions.ensure_open(checkout)
+    config = merchants.config_of(merchant)
+    context = acquire(context_in, headers, default_locale=config.default_locale)
+    locale = context["location"]["locale"]
+    history = purchase_history(db=db, merchant_id=merchant.id, customer_ref=checkout.customer_ref)
+    context["customer"] = history.as_context()
+    failed = sum(1 for p in sessions.payments_of(db=db, checkout=checkout) if p.status == "failed")
+
+    features = _features(checkout, history, context, failed)
+    assessment, score, level = _assess(services.scorer, features, config)
+    risk = Risk(
+        score=round(assessment.score, 6),
+        risk_score=score,
+        level=level,
+        model=assessment.model,
+        model_version=assessment.model_version,
+        degraded=assessment.degraded,
+        reasons=assessment.reasons,
+    )
+    activation = {
+        "amount": {"value": checkout.amount, "currency": checkout.currency},
+        "risk": {"score": risk.score, "risk_score": score, "level": level},
+        "context": {k: v for k, v in context.items() if k != "customer"},
+        "customer": context["customer"],
+    }
+    rules = evaluate_rules(config.rules, activation)
+    verification = _verification(level, context, rules, assessment.degraded)
+    policy = services.policy(config)
+    order, propensity, policy_name, policy_version = _methods(
+        config, checkout, context, rules, policy
+    )
+    country = context["location"]["country"]
+
+    decision_id = new_id("prof")
+    claims = ProfileClaims(
+        decision_id=decision_id,
+        merchant_id=merchant.id,
+        session_id=checkout.id,
+        required=verification.required(),
+        methods=[m.value for m in order],
+        amount=checkout.amount,
+        currency=checkout.currency,
+    )
+    profile = PaymentProfile(
+        id=decision_id,
+        token=sign(claims, secret=secret, expires_at=checkout.expires_at),
+        session_id=checkout.id,
+        amount=Amount(
+            value=checkout.amount,
+            currency=checkout.currency,
+            display=money(checkout.amount, checkout.currency, locale),
+            presentment=_presentment(services.fx, checkout, context, locale),
+        ),
+        risk=risk,
+        methods=[
+            PaymentMethod(
+                type=m, config=method_config(m, currency=checkout.currency, country=country)
+            )
+            for m in order
+        ],
+        verification=verification,
+        loyalty=_loyalty(config, checkout, locale),
+        inventory=_inventory(db, checkout),
+        experiment=None,
+        ordering=Ordering(policy=policy_name, policy_version=policy_version, propensity=propensity),
+        ui=UI(layout=rules.layout or config.layout, locale=locale, theme=config.theme),
+        expires_at=checkout.expires_at,
+    )
+    _log_decision(db, merchant, checkout, profile, context, features, rules)
+    return profile
+
+
+def _log_decision(
+    db: Session,
+    merchant: Merchant,
+    checkout: CheckoutSession,
+    profile: PaymentProfile,
+    context: dict[str, Any],
+    features: RiskFeatures,
+    rules: RuleOutcome,
+) -> None:
+    db.add(
+        Decision(
+            id=profile.id,
+            merchant_id=merchant.id,
+            session_id=checkout.id,
+            customer_ref=checkout.customer_ref,
+            context=context,
+            features={**features.__dict__, "rules_matched": rules.matched},
+            risk_score=profile.risk.score,
+            risk_level=profile.risk.level,
+            model=profile.risk.model,
+            model_version=profile.risk.model_version,
+            policy=profile.ordering.policy,
+            policy_version=profile.ordering.policy_version,
+            propensity=profile.ordering.propensity,
+            ordering=[m.type.value for m in profile.methods],
+            experiment_key=None,
+            variant=None,
+            assignment_probability=None,
+            verification=profile.verification.model_dump(),
+            profile=profile.model_dump(mode="json", exclude={"token"}),
+            created_at=utcnow(),
+            expires_at=profile.expires_at,
+        )
+    )
+    add_server_event(
+        db=db,
+        merchant_id=merchant.id,
+        type="profile_served",
+        session_id=checkout.id,
+        decision_id=profile.id,
+        properties={
+            "risk_level": profile.risk.level,
+            "methods": [m.type.value for m in profile.methods],
+            "policy": profile.ordering.policy,
+            "propensity": profile.ordering.propensity,
+        },
+    )
+    db.commit()

@@ -1,0 +1,53 @@
+"""A customer's purchase history with this merchant, aggregated in SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from checkoutlab.payments.models import Payment
+
+
+@dataclass(frozen=True)
+class PurchaseHistory:
+    payments_count: int = 0
+    average_amount: float | None = None
+    last_method: str | None = None
+    disputes: int = 0
+
+    def as_context(self) -> dict[str, object]:
+        return {
+            "returning": self.payments_count > 0,
+            "payments_count": self.payments_count,
+            "average_amount": self.average_amount,
+            "last_method": self.last_method,
+            "disputes": self.disputes,
+        }
+
+
+def purchase_history(*, db: Session, merchant_id: str, customer_ref: str | None) -> PurchaseHistory:
+    if not customer_ref:
+        return PurchaseHistory()
+    scope = (Payment.merchant_id == merchant_id, Payment.customer_ref == customer_ref)
+    succeeded = Payment.status.in_(("succeeded", "disputed"))
+    count, average, disputes = db.execute(
+        select(
+            func.count(case((succeeded, 1))),
+            func.avg(case((succeeded, Payment.amount))),
+            func.count(case((Payment.status == "disputed", 1))),
+        ).where(*scope)
+    ).one()
+    last_method = db.scalar(
+        select(Payment.method_type)
+        .where(*scope, succeeded)
+        .order_by(Payment.created_at.desc())
+        .limit(1)
+    )
+    return PurchaseHistory(
+        payments_count=int(count or 0),
+        average_amount=float(average) if average is not None else None,
+        last_method=last_method,
+        disputes=int(disputes or 0),
+    )
