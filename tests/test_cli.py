@@ -1,0 +1,97 @@
+"""The admin CLI through typer's runner, on a throw-away SQLite database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from checkoutlab.cli import app
+from checkoutlab.config import get_settings
+from checkoutlab.db import Database
+from checkoutlab.merchants import service
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path}/cli.db"
+    monkeypatch.setenv("CHECKOUTLAB_DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+def test_db_upgrade_is_idempotent(db_url: str) -> None:
+    for _ in range(2):
+        result = runner.invoke(app, ["db", "upgrade"])
+        assert result.exit_code == 0, result.output
+
+
+def test_merchants_create_json_shows_secret_once_and_stores_hash(db_url: str) -> None:
+    result = runner.invoke(app, ["merchants", "create", "--name", "Shop", "--json"])
+    assert result.exit_code == 0, result.output
+    keys = json.loads(result.stdout)
+    assert set(keys) == {"merchant_id", "publishable_key", "secret_key"}
+    assert keys["publishable_key"].startswith("pk_") and keys["secret_key"].startswith("sk_")
+    database = Database(db_url)
+    with database.session() as session:
+        merchant = service.get(db=session, merchant_id=keys["merchant_id"])
+        assert keys["secret_key"] not in json.dumps(
+            {c: str(getattr(merchant, c)) for c in ("secret_key_hash", "publishable_key", "name")}
+        )
+        found = service.by_secret_key(db=session, secret_key=keys["secret_key"])
+        assert found is not None and found.id == keys["merchant_id"]
+    database.dispose()
+
+
+def test_config_set_validates_and_saves(db_url: str, tmp_path: Path) -> None:
+    keys = json.loads(runner.invoke(app, ["merchants", "create", "--name", "S", "--json"]).stdout)
+    good = tmp_path / "good.json"
+    good.write_text(
+        json.dumps(
+            {
+                "default_order": ["klarna", "card"],
+                "rules": [{"when": "amount.value < 1000", "then": {"hide": "bank_transfer"}}],
+            }
+        )
+    )
+    result = runner.invoke(
+        app, ["merchants", "config", "set", "--merchant", keys["merchant_id"], "--file", str(good)]
+    )
+    assert result.exit_code == 0, result.output
+    database = Database(db_url)
+    with database.session() as session:
+        config = service.config_of(service.get(db=session, merchant_id=keys["merchant_id"]))
+    database.dispose()
+    assert [m.value for m in config.ordered_methods()][:2] == ["klarna", "card"]
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"rules": [{"when": "risk.risk_score >= ", "then": {"require": ["cvv"]}}]})
+    )
+    result = runner.invoke(
+        app, ["merchants", "config", "set", "--merchant", keys["merchant_id"], "--file", str(bad)]
+    )
+    assert result.exit_code == 2
+    assert "rules.0.when" in result.output and "line 1, column 17" in result.output
+
+
+def test_config_set_unknown_merchant(db_url: str, tmp_path: Path) -> None:
+    file = tmp_path / "c.json"
+    file.write_text("{}")
+    result = runner.invoke(
+        app, ["merchants", "config", "set", "--merchant", "mer_x", "--file", str(file)]
+    )
+    assert result.exit_code == 1
+    assert "No such merchant" in result.output
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "demo", "db", "merchants"):
+        assert command in result.output
