@@ -122,9 +122,12 @@ def demo(
         keys = seed(db=session)
     base = f"http://{host}:{port}"
     console.print("[bold]Checkout Lab demo[/bold]")
-    console.print(f"  API:                {base}/docs")
+    console.print(f"  Demo store:         {base}/demo")
+    console.print(f"  OpenAPI:            {base}/openapi.json")
     console.print(f"  Profile schema:     {base}/v1/schemas/payment_profile.json")
     console.print(f"  merchant_id:        {keys['merchant_id']}")
     console.print(f"  publishable_key:    {keys['publishable_key']}")
     console.print(f"  secret_key:         {keys['secret_key']}")
-    uvicorn.run(create_app(), host=host, port=port, log_level=get_settings().log_level.lower())
+    uvicorn.run(
+        create_app(demo_keys=keys), host=host, port=port, log_level=get_settings().log_level.lower()
+    )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from checkoutlab import __version__
 from checkoutlab.api import errors
+from checkoutlab.api.security import SecurityHeadersMiddleware
 from checkoutlab.config import Settings, get_settings
 from checkoutlab.db import Database
 from checkoutlab.elements.router import router as elements_router
@@ -18,8 +22,17 @@ from checkoutlab.payments.router import router as payments_router
 from checkoutlab.profile.builder import default_services
 from checkoutlab.profile.router import router as profile_router
 
+log = logging.getLogger(__name__)
+WIDGET_DIR = Path(__file__).resolve().parents[2] / "widget" / "src"
 
-def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    demo_keys: dict[str, str] | None = None,
+) -> FastAPI:
+    """Build the app. ``demo_keys`` (the demo merchant's keys) mounts the demo store."""
     settings = settings or get_settings()
     db = database or Database(settings.database_url)
 
@@ -34,14 +47,27 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         version=__version__,
         description="Payment profiles, generated checkout forms and payments.",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc load Swagger UI from a CDN; the platform works offline.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
     app.state.gateway = get_gateway(settings.gateway)
     app.state.profile_services = default_services()
     errors.install(app)
+    app.add_middleware(SecurityHeadersMiddleware)
     for router in (payments_router, profile_router, elements_router, events_router):
         app.include_router(router)
+    if WIDGET_DIR.is_dir():
+        app.mount("/widget", StaticFiles(directory=WIDGET_DIR), name="widget")
+    else:  # a non-editable install does not carry the repository's widget/ folder
+        log.warning("widget sources not found at %s; /widget is not served", WIDGET_DIR)
+    if demo_keys is not None:
+        from checkoutlab.demo.router import make_router, static_files
+
+        app.include_router(make_router(demo_keys))
+        app.mount("/demo/static", static_files(), name="demo-static")
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
