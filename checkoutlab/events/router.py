@@ -1,17 +1,18 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from checkoutlab.deps import PublicMerchant, SessionDep
 from checkoutlab.errors import InvalidRequest
 from checkoutlab.events.service import add_client_events
 from checkoutlab.payments.models import CheckoutSession
+from checkoutlab.profile.models import Decision
 
 router = APIRouter(tags=["events"])
 
@@ -22,7 +23,9 @@ class EventIn(BaseModel):
     type: Literal["exposure", "interaction", "abandon"]
     session_id: str | None = Field(default=None, max_length=40)
     decision_id: str | None = Field(default=None, max_length=40)
-    occurred_at: datetime | None = None
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="ISO 8601 with offset, e.g. 2026-01-01T12:00:00Z"
+    )
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -49,6 +52,7 @@ def ingest_events(batch: EventBatch, merchant: PublicMerchant, db: SessionDep) -
             raise InvalidRequest(
                 f"Unknown checkout session id(s): {', '.join(unknown)}", param="events.session_id"
             )
+    _check_decisions(db, merchant.id, batch.events)
     for index, event in enumerate(batch.events):
         if len(str(event.properties)) > 4096:
             raise InvalidRequest(
@@ -60,3 +64,38 @@ def ingest_events(batch: EventBatch, merchant: PublicMerchant, db: SessionDep) -
         events=[e.model_dump() for e in batch.events],
     )
     return JSONResponse({"object": "event_batch", "accepted": count}, status_code=202)
+
+
+def _check_decisions(db: Session, merchant_id: str, events: list[EventIn]) -> None:
+    """Decision ids must be this merchant's, and of the event's session when it names one.
+
+    Learners join rewards to decisions by id, so a foreign or mistyped id would credit an
+    outcome to someone else's decision.
+    """
+    decision_ids = {e.decision_id for e in events if e.decision_id}
+    if not decision_ids:
+        return
+    rows = db.execute(
+        select(Decision.id, Decision.session_id).where(
+            Decision.merchant_id == merchant_id, Decision.id.in_(decision_ids)
+        )
+    )
+    sessions_of = {decision_id: session_id for decision_id, session_id in rows}
+    unknown = sorted(decision_ids - set(sessions_of))
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown payment profile id(s) in decision_id: {', '.join(unknown)}. "
+            "Send the id of a payment profile served to this merchant.",
+            param="events.decision_id",
+        )
+    for index, event in enumerate(events):
+        if (
+            event.decision_id
+            and event.session_id
+            and sessions_of[event.decision_id] != event.session_id
+        ):
+            raise InvalidRequest(
+                f"decision_id {event.decision_id} belongs to another checkout session than "
+                f"{event.session_id}.",
+                param=f"events.{index}.decision_id",
+            )

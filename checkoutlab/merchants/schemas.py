@@ -6,10 +6,18 @@ with its position instead of failing silently on a shopper's checkout.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 
 class MethodType(StrEnum):
@@ -64,12 +72,28 @@ class LoyaltyProgram(_Strict):
     )
 
 
+_HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def _hex_color(value: str) -> str:
+    if not _HEX_COLOR.fullmatch(value):
+        raise ValueError(f"{value!r} is not a colour: use six-digit hex like '#635bff'")
+    return value
+
+
+# Checked by a validator (not ``pattern=``) so the error names the format, not a regex;
+# the JSON Schema still carries the pattern.
+HexColor = Annotated[
+    str, AfterValidator(_hex_color), Field(json_schema_extra={"pattern": _HEX_COLOR.pattern})
+]
+
+
 class Theme(_Strict):
     """Appearance variables; rendered as CSS custom properties, never as raw CSS."""
 
-    primary_color: str = Field(default="#635bff", pattern=r"^#[0-9a-fA-F]{6}$")
-    background_color: str = Field(default="#ffffff", pattern=r"^#[0-9a-fA-F]{6}$")
-    text_color: str = Field(default="#1a1f36", pattern=r"^#[0-9a-fA-F]{6}$")
+    primary_color: HexColor = "#635bff"
+    background_color: HexColor = "#ffffff"
+    text_color: HexColor = "#1a1f36"
     border_radius_px: int = Field(default=6, ge=0, le=24)
     font_family: str = Field(
         default="system-ui, sans-serif", pattern=r"^[A-Za-z0-9 ,\-\"']{1,120}$"

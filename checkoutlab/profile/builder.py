@@ -98,10 +98,12 @@ def _verification(
     level: str, context: dict[str, Any], rules: RuleOutcome, degraded: bool
 ) -> Verification:
     steps = {str(step) for step in rules.require}
+    # A high-risk context adds CVV re-entry and address verification; the highest level
+    # (or a degraded scorer) also steps up to 3-D Secure.
     if level in ("elevated", "highest") or degraded:
-        steps.add("cvv")
+        steps.update({"cvv", "avs"})
     if level == "highest" or degraded:
-        steps.update({"avs", "three_ds"})
+        steps.add("three_ds")
     device = context["device"]
     if device["biometric"] and device["type"] in ("mobile", "tablet"):
         steps.add("biometric")

@@ -73,21 +73,32 @@ def _locale_and_region(requested: list[str], default: str) -> tuple[str, str | N
     region = None
     for tag in requested:
         try:
-            region = Locale.parse(tag, sep="-").territory
+            territory = Locale.parse(tag, sep="-").territory
         except (ValueError, UnknownLocaleError):
             continue
-        if region:
+        # UN M.49 regions such as "419" (es-419) are not countries: keep looking.
+        if territory and len(territory) == 2 and territory.isalpha():
+            region = territory
             break
     return locale.split("-")[0], region
 
 
 def _accept_language(header: str) -> list[str]:
-    tags = []
-    for part in header.split(","):
-        tag = part.split(";")[0].strip()
-        if tag and tag != "*":
-            tags.append(tag)
-    return tags
+    """Language tags by descending ``q`` (RFC 9110); ties keep header order, ``q=0`` is dropped."""
+    weighted: list[tuple[float, int, str]] = []
+    for index, part in enumerate(header.split(",")):
+        tag, *params = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if tag and tag != "*" and quality > 0:
+            weighted.append((-quality, index, tag))
+    return [tag for _, _, tag in sorted(weighted)]
 
 
 def acquire(context: ContextIn, headers: dict[str, str], *, default_locale: str) -> dict[str, Any]:
