@@ -12,6 +12,7 @@ from rich.console import Console
 
 from checkoutlab.config import get_settings
 from checkoutlab.db import Database
+from checkoutlab.fraud.cli import app as fraud_app
 
 app = typer.Typer(
     help="Checkout Lab: payment profiles, generated checkout forms, payments.", no_args_is_help=True
@@ -20,6 +21,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 merchants_app = typer.Typer(help="Merchants and their API keys.", no_args_is_help=True)
 config_app = typer.Typer(help="A merchant's configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(fraud_app, name="fraud")
 app.add_typer(merchants_app, name="merchants")
 merchants_app.add_typer(config_app, name="config")
 console = Console(stderr=True)
