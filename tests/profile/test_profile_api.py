@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import jsonschema
 import jwt
 import pytest
 from sqlalchemy import func, select
@@ -79,8 +80,11 @@ def test_profile_validates_against_the_served_schema(client, new_checkout) -> No
     assert (risk["risk_score"]["minimum"], risk["risk_score"]["maximum"]) == (0, 99)
 
     profile = new_checkout().profile(DESKTOP)
-    # jsonschema is not installed in .venv: validate with the model the schema is generated from
+    jsonschema.Draft202012Validator(schema).validate(profile)
     PaymentProfile.model_validate(profile)
+    broken = {**profile, "risk": {**profile["risk"], "level": "catastrophic"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate(broken)
     assert set(profile) == PROFILE_FIELDS
     assert set(schema["required"]) <= set(profile)
     assert profile["experiment"] is None
