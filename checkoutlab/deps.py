@@ -47,7 +47,7 @@ def _bearer(request: Request) -> str:
 
 def secret_merchant(request: Request, db: SessionDep) -> Merchant:
     key = _bearer(request)
-    if key.startswith("pk_"):
+    if key.startswith("pk_") and merchants.by_publishable_key(db=db, publishable_key=key):
         raise PermissionDenied(
             "This endpoint needs your secret key (sk_...); publishable keys are for the browser.",
             code="secret_key_required",
@@ -61,6 +61,7 @@ def secret_merchant(request: Request, db: SessionDep) -> Merchant:
 def public_merchant(request: Request, db: SessionDep) -> Merchant:
     key = _bearer(request)
     if key.startswith("sk_"):
+        # Refused whether or not it is valid: a secret key must never travel from a browser.
         raise PermissionDenied(
             "Never send a secret key from the browser; use your publishable key (pk_...). "
             "Roll this secret key if it was exposed.",

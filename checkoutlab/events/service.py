@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from checkoutlab.db import utcnow
 from checkoutlab.events.models import Event
+from checkoutlab.payments.cards import redact_card_numbers
 
 CLIENT_TYPES = frozenset({"exposure", "interaction", "abandon"})
 SERVER_TYPES = frozenset(
@@ -63,7 +64,7 @@ def add_client_events(*, db: Session, merchant_id: str, events: Sequence[dict[st
             "occurred_at": e.get("occurred_at") or now,
             "received_at": now,
             "source": "client",
-            "properties": e.get("properties") or {},
+            "properties": redact_card_numbers(e.get("properties") or {}),
         }
         for e in events
     ]

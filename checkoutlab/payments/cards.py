@@ -44,6 +44,7 @@ __all__ = [
     "luhn_valid",
     "mask_number",
     "normalize_number",
+    "redact_card_numbers",
     "validate_card",
 ]
 
@@ -369,3 +370,27 @@ def _describe_lengths(lengths: frozenset[int]) -> str:
     if ordered == list(range(ordered[0], ordered[-1] + 1)):
         return f"{ordered[0]} to {ordered[-1]}"
     return ", ".join(str(n) for n in ordered[:-1]) + f" or {ordered[-1]}"
+
+
+_PAN_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
+REDACTED_PAN = "[redacted card number]"
+
+
+def redact_card_numbers(value: Any) -> Any:
+    """Replace anything that looks like a card number (12-19 digits, Luhn-valid) in strings.
+
+    For data the platform does not control, such as browser-sent event properties: the
+    card-data contract holds even when a merchant's page reports a form field by mistake.
+    """
+    if isinstance(value, str):
+        return _PAN_CANDIDATE.sub(
+            lambda m: REDACTED_PAN if luhn_valid(re.sub(r"[ -]", "", m.group())) else m.group(),
+            value,
+        )
+    if isinstance(value, dict):
+        return {redact_card_numbers(k): redact_card_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_card_numbers(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and 12 <= len(str(abs(value))) <= 19:
+        return REDACTED_PAN if luhn_valid(str(abs(value))) else value
+    return value

@@ -80,11 +80,10 @@ def _missing_steps(body: ConfirmRequest, claims: ProfileClaims) -> None:
 
 
 def _check_stock(db: Session, checkout: CheckoutSession) -> None:
-    wanted: dict[str, int] = {}
-    for item in checkout.line_items:
-        wanted[item["sku"]] = wanted.get(item["sku"], 0) + int(item["quantity"])
-    stock = sessions.inventory(db=db, merchant_id=checkout.merchant_id, skus=list(wanted))
-    short = [sku for sku, qty in wanted.items() if sku in stock and stock[sku] < qty]
+    lines = sessions.stock_lines(db=db, checkout=checkout)
+    short = [
+        sku for sku, wanted, available in lines if available is not None and available < wanted
+    ]
     if short:
         raise InvalidRequest(
             f"Out of stock: {', '.join(sorted(short))}. The session cannot be paid.",
@@ -118,6 +117,7 @@ def _apply(
     payment.updated_at = utcnow()
     if result.status == "succeeded":
         checkout.status = sessions.SUCCEEDED
+        sessions.take_stock(db=db, checkout=checkout)
     event_type = {
         "succeeded": "payment_succeeded",
         "failed": "payment_failed",

@@ -12,6 +12,8 @@ from checkoutlab.merchants.schemas import MethodType
 
 _ISO_4217 = frozenset(list_currencies())
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$"
+# Counts and money below are strict JSON integers: lax mode would read ``true`` as 1 and
+# "25" as 25, so a merchant's type bug would silently create a 0.01 EUR session, not a 400.
 
 
 def iso_currency(value: str) -> str:
@@ -27,18 +29,24 @@ class _In(BaseModel):
 
 class LineItem(_In):
     sku: str = Field(pattern=SKU_PATTERN)
-    quantity: int = Field(ge=1, le=10_000)
+    quantity: int = Field(ge=1, le=10_000, strict=True)
     name: str | None = Field(default=None, max_length=200)
-    unit_amount: int | None = Field(default=None, ge=0)
+    unit_amount: int | None = Field(default=None, ge=0, strict=True)
 
 
 class CheckoutSessionCreate(_In):
-    amount: int = Field(gt=0, le=99_999_999, description="minor units, e.g. 1999 for 19.99 EUR")
+    amount: int = Field(
+        gt=0, le=99_999_999, strict=True, description="minor units, e.g. 1999 for 19.99 EUR"
+    )
     currency: str = Field(min_length=3, max_length=3)
     line_items: list[LineItem] = Field(default_factory=list, max_length=100)
     customer: str | None = Field(default=None, max_length=200, description="your customer id")
-    loyalty_balance: int = Field(default=0, ge=0, description="loyalty points the customer holds")
-    expires_in: int | None = Field(default=None, ge=60, le=24 * 3600, description="seconds")
+    loyalty_balance: int = Field(
+        default=0, ge=0, strict=True, description="loyalty points the customer holds"
+    )
+    expires_in: int | None = Field(
+        default=None, ge=60, le=24 * 3600, strict=True, description="seconds"
+    )
     metadata: dict[str, str] = Field(default_factory=dict, max_length=20)
 
     @field_validator("currency")
@@ -80,7 +88,7 @@ class CheckoutSessionRead(BaseModel):
 
 class InventoryLevel(_In):
     sku: str = Field(pattern=SKU_PATTERN)
-    quantity: int = Field(ge=0, le=10_000_000)
+    quantity: int = Field(ge=0, le=10_000_000, strict=True)
 
 
 class InventoryUpdate(_In):

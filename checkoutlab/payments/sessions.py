@@ -10,7 +10,7 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from checkoutlab.db import new_id, utcnow
@@ -53,11 +53,25 @@ def create(
 def get(
     *, db: Session, merchant_id: str, session_id: str, for_update: bool = False
 ) -> CheckoutSession:
-    query = select(CheckoutSession).where(
-        CheckoutSession.id == session_id, CheckoutSession.merchant_id == merchant_id
-    )
+    """One of the merchant's sessions; ``for_update`` locks it until the transaction ends.
+
+    PostgreSQL locks the row (``SELECT ... FOR UPDATE``). SQLite has no row locks and
+    ignores ``FOR UPDATE``, so concurrent confirms would all pass the "still open" check
+    and all reach the gateway; there a no-op write first takes SQLite's database write
+    lock, which queues them the same way.
+    """
+    mine = (CheckoutSession.id == session_id, CheckoutSession.merchant_id == merchant_id)
+    query = select(CheckoutSession).where(*mine)
     if for_update:
-        query = query.with_for_update()
+        if db.get_bind().dialect.name == "sqlite":
+            db.execute(
+                update(CheckoutSession)
+                .where(*mine)
+                .values(status=CheckoutSession.status)
+                .execution_options(synchronize_session=False)
+            )
+        # refresh a copy already in the identity map: what was read before the lock is stale
+        query = query.with_for_update().execution_options(populate_existing=True)
     checkout = db.scalar(query)
     if checkout is None:
         raise NotFound(f"No such checkout session: '{session_id}'", param="id")
@@ -181,3 +195,32 @@ def inventory(*, db: Session, merchant_id: str, skus: list[str] | None = None) -
     if skus is not None:
         query = query.where(InventoryItem.sku.in_(skus))
     return {sku: qty for sku, qty in db.execute(query.order_by(InventoryItem.sku))}
+
+
+def requested_quantities(checkout: CheckoutSession) -> dict[str, int]:
+    wanted: dict[str, int] = {}
+    for item in checkout.line_items:
+        wanted[item["sku"]] = wanted.get(item["sku"], 0) + int(item["quantity"])
+    return wanted
+
+
+def stock_lines(*, db: Session, checkout: CheckoutSession) -> list[tuple[str, int, int | None]]:
+    """(sku, requested, available) per SKU; ``available`` is None for untracked SKUs."""
+    wanted = requested_quantities(checkout)
+    stock = inventory(db=db, merchant_id=checkout.merchant_id, skus=list(wanted))
+    return [(sku, qty, stock.get(sku)) for sku, qty in wanted.items()]
+
+
+def take_stock(*, db: Session, checkout: CheckoutSession) -> None:
+    """Decrement tracked stock for a paid session, in the payment's transaction.
+
+    An atomic ``quantity = quantity - n`` so concurrent sales of different sessions do not
+    lose updates. Stock is not reserved while a shopper pays, so the last item can still be
+    sold twice by two sessions confirming at the same moment (known limit).
+    """
+    for sku, quantity in requested_quantities(checkout).items():
+        db.execute(
+            update(InventoryItem)
+            .where(InventoryItem.merchant_id == checkout.merchant_id, InventoryItem.sku == sku)
+            .values(quantity=InventoryItem.quantity - quantity, updated_at=utcnow())
+        )

@@ -152,13 +152,9 @@ def _presentment(
 
 
 def _inventory(db: Session, checkout: CheckoutSession) -> Inventory:
-    wanted: dict[str, int] = {}
-    for item in checkout.line_items:
-        wanted[item["sku"]] = wanted.get(item["sku"], 0) + int(item["quantity"])
-    stock = sessions.inventory(db=db, merchant_id=checkout.merchant_id, skus=list(wanted))
     lines = [
-        InventoryLine(sku=sku, requested=qty, available=stock.get(sku))
-        for sku, qty in wanted.items()
+        InventoryLine(sku=sku, requested=wanted, available=available)
+        for sku, wanted, available in sessions.stock_lines(db=db, checkout=checkout)
     ]
     in_stock = all(line.available is None or line.available >= line.requested for line in lines)
     return Inventory(in_stock=in_stock, lines=lines)
