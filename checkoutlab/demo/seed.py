@@ -61,6 +61,8 @@ DEMO_CONFIG: dict[str, Any] = {
             "then": {"prioritize": "apple_pay"},
         },
         {"when": "amount.value < 1000", "then": {"hide": "bank_transfer"}},
+        {"when": "context.location.country == 'NL'", "then": {"set_layout": "list"}},
+        {"when": "context.location.country == 'FR'", "then": {"set_layout": "accordion"}},
     ],
 }
 

@@ -89,7 +89,7 @@ class RulesRiskScorer:
         if features.session_failed_attempts >= 2:
             add(0.7 * min(features.session_failed_attempts, 5), "repeated_failed_attempts")
         if features.proxy:
-            add(3.0, "anonymizing_proxy")
+            add(3.5, "anonymizing_proxy")
         if features.country_mismatch:
             add(1.2, "country_mismatch")
         probability = 1.0 / (1.0 + math.exp(-logit))
