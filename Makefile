@@ -23,6 +23,7 @@ serve: install
 
 test: install
 	$(BIN)/ruff check checkoutlab tests
+	node --test widget/tests
 	$(BIN)/pytest
 
 lint: install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from checkoutlab.profile.builder import default_services
 from checkoutlab.profile.router import router as profile_router
 
 log = logging.getLogger(__name__)
+mimetypes.add_type("text/javascript", ".mjs")  # nosniff needs a JavaScript type for modules
 WIDGET_DIR = Path(__file__).resolve().parents[2] / "widget" / "src"
 
 
