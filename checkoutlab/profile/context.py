@@ -115,7 +115,9 @@ def acquire(context: ContextIn, headers: dict[str, str], *, default_locale: str)
             "os": os_name,
             "biometric": context.device.biometric,
             "apple_pay": context.device.apple_pay,
-            "google_pay": context.device.google_pay or context.device.payment_request,
+            # Payment Request on Apple platforms means Apple Pay, elsewhere usually Google Pay.
+            "google_pay": context.device.google_pay
+            or (context.device.payment_request and os_name not in ("ios", "macos")),
             "payment_request": context.device.payment_request,
         },
         "network": {"proxy": context.network.proxy},

@@ -538,3 +538,11 @@ def test_token_of_another_merchant_is_refused(client, make_merchant, new_checkou
     response = _elements(client, other, token)
     assert response.status_code in (400, 404), response.text
     assert response.json()["error"]["param"] == "token"
+
+
+def test_payment_request_means_google_pay_except_on_apple_platforms(new_checkout) -> None:
+    android = {"device": {"type": "mobile", "os": "android", "payment_request": True}}
+    ios = {"device": {"type": "mobile", "os": "ios", "payment_request": True, "apple_pay": True}}
+    assert "google_pay" in methods(new_checkout().profile(android))
+    ios_methods = methods(new_checkout().profile(ios))
+    assert "google_pay" not in ios_methods and ios_methods[0] == "apple_pay"
