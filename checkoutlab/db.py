@@ -114,6 +114,7 @@ def upgrade(engine: Engine) -> None:
 def import_models() -> None:
     """Register every domain's tables on ``Base.metadata`` (Alembic autogenerate, tests)."""
     import checkoutlab.events.models
+    import checkoutlab.fraud.models
     import checkoutlab.merchants.models
     import checkoutlab.payments.models
     import checkoutlab.profile.models  # noqa: F401

@@ -18,6 +18,7 @@ from checkoutlab.config import Settings, get_settings
 from checkoutlab.db import Database
 from checkoutlab.elements.router import router as elements_router
 from checkoutlab.events.router import router as events_router
+from checkoutlab.fraud.router import router as fraud_router
 from checkoutlab.payments.gateways import get_gateway
 from checkoutlab.payments.router import router as payments_router
 from checkoutlab.profile.builder import default_services
@@ -59,7 +60,8 @@ def create_app(
     app.state.profile_services = default_services()
     errors.install(app)
     app.add_middleware(SecurityHeadersMiddleware)
-    for router in (payments_router, profile_router, elements_router, events_router):
+    routers = (payments_router, profile_router, elements_router, events_router, fraud_router)
+    for router in routers:
         app.include_router(router)
     if WIDGET_DIR.is_dir():
         app.mount("/widget", StaticFiles(directory=WIDGET_DIR), name="widget")

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from checkoutlab.fraud.models import Outcome
+from checkoutlab.fraud.outcomes import FRAUD_TYPES
 from checkoutlab.payments.models import Payment
 
 
@@ -31,14 +33,17 @@ def purchase_history(*, db: Session, merchant_id: str, customer_ref: str | None)
     if not customer_ref:
         return PurchaseHistory()
     scope = (Payment.merchant_id == merchant_id, Payment.customer_ref == customer_ref)
-    succeeded = Payment.status.in_(("succeeded", "disputed"))
-    count, average, disputes = db.execute(
-        select(
-            func.count(case((succeeded, 1))),
-            func.avg(case((succeeded, Payment.amount))),
-            func.count(case((Payment.status == "disputed", 1))),
-        ).where(*scope)
+    succeeded = Payment.status == "succeeded"
+    count, average = db.execute(
+        select(func.count(case((succeeded, 1))), func.avg(case((succeeded, Payment.amount)))).where(
+            *scope
+        )
     ).one()
+    disputes = db.scalar(
+        select(func.count(func.distinct(Outcome.payment_id)))
+        .join(Payment, Payment.id == Outcome.payment_id)
+        .where(*scope, Outcome.type.in_(FRAUD_TYPES))
+    )
     last_method = db.scalar(
         select(Payment.method_type)
         .where(*scope, succeeded)
