@@ -1,0 +1,40 @@
+"""Platform payments exported in the Handbook format load through the data contract."""
+
+from __future__ import annotations
+
+from checkoutlab.fraud.data import REQUIRED_COLUMNS, load_transactions
+from checkoutlab.fraud.export import platform_transactions
+
+
+def test_export_carries_labels_context_and_loads_back(
+    client, merchant, new_checkout, database, tmp_path
+) -> None:
+    good = new_checkout(customer="cus_a", amount=1999)
+    paid = good.confirm(
+        good.profile({"device": {"type": "mobile"}, "country": "NL"})["token"], key="a"
+    )
+    bad = new_checkout(customer="cus_b", amount=500)
+    declined = bad.confirm(bad.profile()["token"], key="b", card="4000000000000002")
+    guest = new_checkout(amount=700, currency="JPY")
+    guest.confirm(guest.profile()["token"], key="c", method="klarna")  # JPY: no klarna offered
+    client.post(
+        "/v1/outcomes",
+        json={"payment_id": paid.json()["id"], "type": "dispute"},
+        headers=merchant.secret_headers,
+    )
+    with database.session() as session:
+        frame = platform_transactions(db=session, merchant_id=merchant.id)
+    assert list(frame["TRANSACTION_ID"]) == [
+        paid.json()["id"],
+        declined.json()["error"]["payment"]["id"],
+    ]
+    assert list(frame["TX_FRAUD"]) == [1, 0]
+    assert list(frame["TX_AMOUNT"]) == [19.99, 5.0]
+    assert list(frame["TERMINAL_ID"]) == [merchant.id, merchant.id]
+    assert frame.loc[0, "DEVICE_TYPE"] == "mobile" and frame.loc[0, "COUNTRY"] == "NL"
+    assert frame.loc[0, "LABEL_REPORTED_AT"] >= frame.loc[0, "TX_DATETIME"]
+    path = tmp_path / "platform.parquet"
+    frame.to_parquet(path)
+    loaded = load_transactions(path)
+    assert set(REQUIRED_COLUMNS) <= set(loaded.columns)
+    assert len(loaded) == 2
