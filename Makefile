@@ -23,7 +23,7 @@ serve: install
 
 test: install
 	$(BIN)/ruff check checkoutlab tests
-	node --test widget/tests
+	node --test --test-reporter=dot widget/tests
 	$(BIN)/pytest
 
 lint: install
