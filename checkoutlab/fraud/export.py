@@ -9,6 +9,7 @@ recorded for it. Context columns come from the decision the payment was confirme
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 from babel.numbers import get_currency_precision
@@ -49,31 +50,38 @@ def platform_transactions(
         query = query.where(Payment.created_at < until)
     rows = db.execute(query).all()
     labels = _fraud_labels(db, [payment.id for payment, _ in rows])
-    records = []
-    for payment, context in rows:
-        context = context or {}
-        reported_at = labels.get(payment.id)
-        required = (payment.verification or {}).get("required") or []
-        records.append(
-            {
-                "TRANSACTION_ID": payment.id,
-                "TX_DATETIME": payment.created_at.replace(tzinfo=None),
-                "CUSTOMER_ID": payment.customer_ref or f"guest:{payment.session_id}",
-                "TERMINAL_ID": payment.merchant_id,
-                "TX_AMOUNT": payment.amount / 10 ** get_currency_precision(payment.currency),
-                "TX_FRAUD": int(reported_at is not None),
-                "LABEL_REPORTED_AT": reported_at.replace(tzinfo=None) if reported_at else pd.NaT,
-                "DEVICE_TYPE": context.get("device", {}).get("type"),
-                "COUNTRY": context.get("location", {}).get("country"),
-                "METHOD": payment.method_type,
-                "VERIFICATION_PASSED": int(bool(required) and payment.status == "succeeded"),
-                "CURRENCY": payment.currency,
-            }
-        )
+    records = [
+        transaction_row(payment, context, label_reported_at=labels.get(payment.id))
+        for payment, context in rows
+    ]
     frame = pd.DataFrame.from_records(records, columns=COLUMNS)
     frame["TX_DATETIME"] = pd.to_datetime(frame["TX_DATETIME"]).astype("datetime64[ns]")
     frame["LABEL_REPORTED_AT"] = pd.to_datetime(frame["LABEL_REPORTED_AT"]).astype("datetime64[ns]")
     return frame
+
+
+def transaction_row(
+    payment: Payment, context: dict[str, Any] | None, *, label_reported_at: datetime | None
+) -> dict[str, Any]:
+    """One payment as one Handbook row: the single definition export and serving share."""
+    context = context or {}
+    required = (payment.verification or {}).get("required") or []
+    return {
+        "TRANSACTION_ID": payment.id,
+        "TX_DATETIME": payment.created_at.replace(tzinfo=None),
+        "CUSTOMER_ID": payment.customer_ref or f"guest:{payment.session_id}",
+        "TERMINAL_ID": payment.merchant_id,
+        "TX_AMOUNT": payment.amount / 10 ** get_currency_precision(payment.currency),
+        "TX_FRAUD": int(label_reported_at is not None),
+        "LABEL_REPORTED_AT": label_reported_at.replace(tzinfo=None)
+        if label_reported_at
+        else pd.NaT,
+        "DEVICE_TYPE": context.get("device", {}).get("type"),
+        "COUNTRY": context.get("location", {}).get("country"),
+        "METHOD": payment.method_type,
+        "VERIFICATION_PASSED": int(bool(required) and payment.status == "succeeded"),
+        "CURRENCY": payment.currency,
+    }
 
 
 def _fraud_labels(db: Session, payment_ids: list[str]) -> dict[str, datetime]:
