@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     secret_key: str = DEV_SECRET
     session_ttl_seconds: int = Field(default=30 * 60, gt=0, le=24 * 3600)
     gateway: Literal["sandbox"] = "sandbox"
+    risk_scorer: Literal["champion", "rules"] = Field(
+        default="champion",
+        description="champion: the MLflow fraud-scorer@champion model (rules scorer, marked "
+        "degraded, while none is available); rules: the rules scorer only",
+    )
+    champion_poll_seconds: float = Field(default=30.0, gt=0)
+    feature_sync_seconds: float = Field(default=2.0, gt=0)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

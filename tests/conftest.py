@@ -66,7 +66,9 @@ def database(request: pytest.FixtureRequest, _databases: dict[str, Database]) ->
 
 @pytest.fixture
 def settings(database: Database) -> Settings:
-    return Settings(environment="test", database_url=database.url, secret_key=TEST_SECRET)
+    return Settings(
+        environment="test", database_url=database.url, secret_key=TEST_SECRET, risk_scorer="rules"
+    )
 
 
 @pytest.fixture

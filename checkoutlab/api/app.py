@@ -7,6 +7,7 @@ import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -39,9 +40,26 @@ def create_app(
     settings = settings or get_settings()
     db = database or Database(settings.database_url)
 
+    services = default_services()
+    background: list[Any] = []
+    if settings.risk_scorer == "champion":
+        from checkoutlab.fraud.platform_store import PlatformFeatureStore
+        from checkoutlab.fraud.serving import ChampionWatcher, FeatureSync, LearnedRiskScorer
+
+        watcher = ChampionWatcher(
+            settings.mlflow_tracking_uri, interval_seconds=settings.champion_poll_seconds
+        )
+        store = PlatformFeatureStore(db)
+        services.scorer = LearnedRiskScorer(watcher, store)
+        background += [watcher, FeatureSync(store, interval_seconds=settings.feature_sync_seconds)]
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for task in background:
+            task.start()
         yield
+        for task in background:
+            task.stop()
         if database is None:
             db.dispose()
 
@@ -57,7 +75,7 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.gateway = get_gateway(settings.gateway)
-    app.state.profile_services = default_services()
+    app.state.profile_services = services
     errors.install(app)
     app.add_middleware(SecurityHeadersMiddleware)
     routers = (payments_router, profile_router, elements_router, events_router, fraud_router)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 RiskLevel = Literal["normal", "elevated", "highest"]
 
@@ -26,6 +27,13 @@ class RiskFeatures:
     session_failed_attempts: int
     proxy: bool
     country_mismatch: bool
+    # identity of the transaction, for learned scorers that compute their own features
+    customer_id: str = ""
+    terminal_id: str = ""
+    amount_minor: int = 0
+    currency: str = "EUR"
+    at: datetime | None = None
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class RiskAssessment:
     model_version: str
     reasons: list[str] = field(default_factory=list)
     degraded: bool = False
+    features: dict[str, float] = field(default_factory=dict)  # model inputs, for the decision log
 
 
 class RiskScorer(Protocol):

@@ -8,7 +8,7 @@ as its ``profile_served`` event.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from babel.numbers import format_currency, get_currency_precision
@@ -189,6 +189,12 @@ def _features(
         session_failed_attempts=failed,
         proxy=bool(context["network"]["proxy"]),
         country_mismatch=False,
+        customer_id=checkout.customer_ref or f"guest:{checkout.id}",
+        terminal_id=checkout.merchant_id,
+        amount_minor=checkout.amount,
+        currency=checkout.currency,
+        at=utcnow(),
+        context={k: v for k, v in context.items() if k in ("device", "location")},
     )
 
 
@@ -270,7 +276,7 @@ def build(
         ui=UI(layout=rules.layout or config.layout, locale=locale, theme=config.theme),
         expires_at=checkout.expires_at,
     )
-    _log_decision(db, merchant, checkout, profile, context, features, rules)
+    _log_decision(db, merchant, checkout, profile, context, features, assessment, rules)
     return profile
 
 
@@ -281,6 +287,7 @@ def _log_decision(
     profile: PaymentProfile,
     context: dict[str, Any],
     features: RiskFeatures,
+    assessment: RiskAssessment,
     rules: RuleOutcome,
 ) -> None:
     db.add(
@@ -290,7 +297,12 @@ def _log_decision(
             session_id=checkout.id,
             customer_ref=checkout.customer_ref,
             context=context,
-            features={**features.__dict__, "rules_matched": rules.matched},
+            features={
+                **{k: v for k, v in asdict(features).items() if k not in ("context", "at")},
+                "at": features.at.isoformat() if features.at else None,
+                "model_features": assessment.features,
+                "rules_matched": rules.matched,
+            },
             risk_score=profile.risk.score,
             risk_level=profile.risk.level,
             model=profile.risk.model,

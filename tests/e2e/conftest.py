@@ -79,6 +79,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         environment="test",
         database_url=database.url,
         secret_key="e2e-secret-key-long-enough-0123456789abcdef",
+        risk_scorer="rules",
     )
     app = create_app(settings, database=database, demo_keys=keys)
     port = _free_port()
