@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from checkoutlab.bandits.cli import app as bandits_app
 from checkoutlab.config import get_settings
 from checkoutlab.db import Database
 from checkoutlab.fraud.cli import app as fraud_app
@@ -22,6 +23,7 @@ merchants_app = typer.Typer(help="Merchants and their API keys.", no_args_is_hel
 config_app = typer.Typer(help="A merchant's configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(fraud_app, name="fraud")
+app.add_typer(bandits_app, name="bandits")
 app.add_typer(merchants_app, name="merchants")
 merchants_app.add_typer(config_app, name="config")
 console = Console(stderr=True)
