@@ -58,18 +58,17 @@ class ChampionWatcher:
         """Load the alias's version if it changed; True when a new champion was installed."""
         try:
             from mlflow import MlflowClient
-            from mlflow.sklearn import load_model
+
+            from checkoutlab.fraud.registry import load_version
 
             client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-            version = client.get_model_version_by_alias(self.model_name, self.alias).version
-            if self.current is not None and self.current.version == str(version):
+            version = str(client.get_model_version_by_alias(self.model_name, self.alias).version)
+            if self.current is not None and self.current.version == version:
                 return False
-            import mlflow
-
-            mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_registry_uri(self.tracking_uri)
-            pipeline = load_model(f"models:/{self.model_name}/{version}")
-            self.current = Champion(self.model_name, str(version), compile_pipeline(pipeline))
+            loaded = load_version(
+                version, model_name=self.model_name, tracking_uri=self.tracking_uri
+            )
+            self.current = Champion(self.model_name, version, compile_pipeline(loaded.model))
             self.last_error = None
             log.info("fraud champion is now %s version %s", self.model_name, version)
             return True
