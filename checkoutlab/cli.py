@@ -135,3 +135,27 @@ def demo(
     uvicorn.run(
         create_app(demo_keys=keys), host=host, port=port, log_level=get_settings().log_level.lower()
     )
+
+
+@app.command()
+def worker(
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between idle polls.")] = 1.0,
+) -> None:
+    """Run the background jobs: the bandit learner (event log → rewards → policy snapshots)."""
+    from datetime import timedelta
+
+    from checkoutlab.bandits.learner import Learner
+
+    settings = get_settings()
+    database = _database()
+    database.upgrade()
+    learner = Learner(
+        database, attribution_window=timedelta(minutes=settings.attribution_window_minutes)
+    )
+    console.print("[green]worker running[/green]: bandit learner; Ctrl-C stops")
+    try:
+        learner.run(interval_seconds=interval)
+    except KeyboardInterrupt:
+        console.print("worker stopped")
+    finally:
+        database.dispose()

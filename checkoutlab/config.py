@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     )
     champion_poll_seconds: float = Field(default=30.0, gt=0)
     feature_sync_seconds: float = Field(default=2.0, gt=0)
+    bandit_staleness_seconds: float = Field(default=5.0, gt=0, description="snapshot reload bound")
+    attribution_window_minutes: float = Field(
+        default=30.0, gt=0, description="bandit reward window"
+    )
     log_level: str = "INFO"
 
     @model_validator(mode="after")

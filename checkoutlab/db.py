@@ -113,6 +113,7 @@ def upgrade(engine: Engine) -> None:
 
 def import_models() -> None:
     """Register every domain's tables on ``Base.metadata`` (Alembic autogenerate, tests)."""
+    import checkoutlab.bandits.models
     import checkoutlab.events.models
     import checkoutlab.fraud.models
     import checkoutlab.merchants.models

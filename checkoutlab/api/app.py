@@ -15,6 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from checkoutlab import __version__
 from checkoutlab.api import errors
 from checkoutlab.api.security import SecurityHeadersMiddleware
+from checkoutlab.bandits.router import router as bandits_router
+from checkoutlab.bandits.serving import PolicyProvider
 from checkoutlab.config import Settings, get_settings
 from checkoutlab.db import Database
 from checkoutlab.elements.router import router as elements_router
@@ -41,7 +43,9 @@ def create_app(
     db = database or Database(settings.database_url)
 
     services = default_services()
-    background: list[Any] = []
+    bandit_provider = PolicyProvider(db, staleness_seconds=settings.bandit_staleness_seconds)
+    services.policy_for = bandit_provider.policy_for
+    background: list[Any] = [bandit_provider]
     if settings.risk_scorer == "champion":
         from checkoutlab.fraud.platform_store import PlatformFeatureStore
         from checkoutlab.fraud.serving import ChampionWatcher, FeatureSync, LearnedRiskScorer
@@ -76,9 +80,17 @@ def create_app(
     app.state.db = db
     app.state.gateway = get_gateway(settings.gateway)
     app.state.profile_services = services
+    app.state.bandit_provider = bandit_provider  # the bandits router reports staleness
     errors.install(app)
     app.add_middleware(SecurityHeadersMiddleware)
-    routers = (payments_router, profile_router, elements_router, events_router, fraud_router)
+    routers = (
+        payments_router,
+        profile_router,
+        elements_router,
+        events_router,
+        fraud_router,
+        bandits_router,
+    )
     for router in routers:
         app.include_router(router)
     if WIDGET_DIR.is_dir():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -141,8 +141,48 @@ class MerchantConfig(_Strict):
     theme: Theme = Field(default_factory=Theme)
     layout: Layout = Layout.tabs
     default_locale: Literal["en", "de", "fr", "es", "ja"] = "en"
-    ordering_policy: Literal["merchant_order", "context_rules"] = "context_rules"
+    ordering_policy: Literal[
+        "merchant_order",
+        "context_rules",
+        "thompson",
+        "epsilon_greedy",
+        "ucb",
+        "linucb",
+        "logistic_softmax",
+        "random_order",
+    ] = Field(
+        default="context_rules",
+        description="merchant_order, context_rules, or a learning bandit "
+        "(checkoutlab.bandits.policies.POLICY_CLASSES)",
+    )
+    ordering_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="constructor arguments of a bandit ordering_policy, e.g. {'epsilon': 0.2}",
+    )
     rules: list[Rule] = Field(default_factory=list, max_length=200)
+
+    @model_validator(mode="after")
+    def _ordering_params_valid(self) -> MerchantConfig:
+        from checkoutlab.bandits.policies import POLICY_CLASSES
+        from checkoutlab.bandits.serving import policy_config_id  # validates, cached
+
+        if self.ordering_policy not in POLICY_CLASSES:
+            if self.ordering_params:
+                raise ValueError(
+                    f"ordering_params apply to bandit policies only; "
+                    f"'{self.ordering_policy}' takes none"
+                )
+            return self
+        try:
+            policy_config_id(self.ordering_policy, self.ordering_params)
+        except TypeError as exc:  # an unknown keyword: name the accepted ones
+            accepted = list(POLICY_CLASSES[self.ordering_policy]().params())
+            raise ValueError(
+                f"ordering_params for '{self.ordering_policy}' accept {accepted}: {exc}"
+            ) from None
+        except ValueError as exc:
+            raise ValueError(f"ordering_params for '{self.ordering_policy}': {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _order_consistent(self) -> MerchantConfig:

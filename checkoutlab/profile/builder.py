@@ -14,7 +14,8 @@ from typing import Any
 from babel.numbers import format_currency, get_currency_precision
 from sqlalchemy.orm import Session
 
-from checkoutlab.bandits.policy import OrderingPolicy, get_policy
+from checkoutlab.bandits.policy import OrderingPolicy
+from checkoutlab.bandits.serving import fresh_policy_for
 from checkoutlab.db import new_id, utcnow
 from checkoutlab.elements.catalog import method_config
 from checkoutlab.events.service import add_server_event
@@ -61,12 +62,12 @@ class ProfileServices:
 
     scorer: RiskScorer
     fx: FxProvider
-    policy_for: Any = None  # callable(config) -> OrderingPolicy
+    policy_for: Any = None  # callable(config, merchant_id) -> OrderingPolicy
 
-    def policy(self, config: MerchantConfig) -> OrderingPolicy:
+    def policy(self, config: MerchantConfig, merchant_id: str) -> OrderingPolicy:
         if self.policy_for is not None:
-            return self.policy_for(config)
-        return get_policy(config.ordering_policy)
+            return self.policy_for(config, merchant_id)
+        return fresh_policy_for(config, merchant_id)
 
 
 def default_services() -> ProfileServices:
@@ -214,6 +215,7 @@ def build(
     locale = context["location"]["locale"]
     history = purchase_history(db=db, merchant_id=merchant.id, customer_ref=checkout.customer_ref)
     context["customer"] = history.as_context()
+    context["amount"] = {"value": checkout.amount, "currency": checkout.currency}
     failed = sum(1 for p in sessions.payments_of(db=db, checkout=checkout) if p.status == "failed")
 
     features = _features(checkout, history, context, failed)
@@ -235,7 +237,7 @@ def build(
     }
     rules = evaluate_rules(config.rules, activation)
     verification = _verification(level, context, rules, assessment.degraded)
-    policy = services.policy(config)
+    policy = services.policy(config, merchant.id)
     order, propensity, policy_name, policy_version = _methods(
         config, checkout, context, rules, policy
     )
