@@ -141,21 +141,46 @@ def demo(
 def worker(
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between idle polls.")] = 1.0,
 ) -> None:
-    """Run the background jobs: the bandit learner (event log → rewards → policy snapshots)."""
+    """Run the background jobs: the bandit learner and scheduled fraud retraining.
+
+    The learner turns the event log into rewards and policy snapshots; every
+    CHECKOUTLAB_RETRAIN_INTERVAL_HOURS the fraud model is retrained on the platform's own
+    outcomes and promoted if it beats the champion.
+    """
+    import threading
     from datetime import timedelta
 
     from checkoutlab.bandits.learner import Learner
+    from checkoutlab.fraud.retrain import NotEnoughData, retrain
 
     settings = get_settings()
     database = _database()
     database.upgrade()
+    stop = threading.Event()
+
+    def retrain_loop() -> None:
+        period = settings.retrain_interval_hours * 3600
+        while not stop.wait(period):
+            try:
+                outcome = retrain(database, spec=settings.retrain_spec)
+                console.print(f"retrained fraud model v{outcome.version}: {outcome.reason}")
+            except NotEnoughData as exc:
+                console.print(f"[yellow]retraining skipped[/yellow]: {exc}")
+            except Exception as exc:  # keep the worker alive; the next period tries again
+                console.print(f"[red]retraining failed[/red]: {exc}")
+
+    jobs = ["bandit learner"]
+    if settings.retrain_interval_hours > 0:
+        threading.Thread(target=retrain_loop, name="retrain", daemon=True).start()
+        jobs.append(f"fraud retraining every {settings.retrain_interval_hours:g} h")
     learner = Learner(
         database, attribution_window=timedelta(minutes=settings.attribution_window_minutes)
     )
-    console.print("[green]worker running[/green]: bandit learner; Ctrl-C stops")
+    console.print(f"[green]worker running[/green]: {', '.join(jobs)}; Ctrl-C stops")
     try:
         learner.run(interval_seconds=interval)
     except KeyboardInterrupt:
         console.print("worker stopped")
     finally:
+        stop.set()
         database.dispose()

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     champion_poll_seconds: float = Field(default=30.0, gt=0)
     feature_sync_seconds: float = Field(default=2.0, gt=0)
     bandit_staleness_seconds: float = Field(default=5.0, gt=0, description="snapshot reload bound")
+    retrain_interval_hours: float = Field(
+        default=24.0, ge=0, description="worker's fraud retraining period; 0 disables it"
+    )
+    retrain_spec: str = Field(default="models/rf.yaml", description="spec the worker retrains")
     attribution_window_minutes: float = Field(
         default=30.0, gt=0, description="bandit reward window"
     )

@@ -364,3 +364,40 @@ def promote_command(
     console.print(table)
     colour = "green" if decision.promoted else "yellow"
     console.print(f"[{colour}]{decision.reason}[/{colour}]", highlight=False)
+
+
+@app.command("retrain")
+def retrain_command(
+    spec: Annotated[
+        Path, typer.Option("--spec", exists=True, dir_okay=False, help="Model spec YAML.")
+    ] = Path("models/rf.yaml"),
+    margin: Annotated[
+        float, typer.Option("--margin", min=0.0, help="Required improvement over the champion.")
+    ] = 0.005,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help=_URI_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Retrain on the platform's own payments and labels; register; promote if it wins."""
+    import json
+
+    from checkoutlab.config import get_settings
+    from checkoutlab.db import Database
+    from checkoutlab.fraud.retrain import NotEnoughData, retrain
+
+    database = Database(get_settings().database_url)
+    try:
+        with err_console.status("exporting platform data and training ..."):
+            outcome = retrain(database, spec=spec, tracking_uri=tracking_uri, margin=margin)
+    except (NotEnoughData, *_expected_errors()) as exc:
+        raise _fail(exc) from exc
+    finally:
+        database.dispose()
+    if as_json:
+        typer.echo(json.dumps(outcome.to_json()))
+        return
+    console.print(
+        f"trained version {outcome.version} on {outcome.rows:,} payments "
+        f"({outcome.frauds} known frauds) from {outcome.train_start}"
+    )
+    colour = "green" if outcome.promoted else "yellow"
+    console.print(f"[{colour}]{outcome.reason}[/{colour}]", highlight=False)

@@ -18,59 +18,11 @@ from checkoutlab.payments.models import CheckoutSession, Payment
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def _history(database, merchants, *, n=400, seed=0):
-    rng = np.random.default_rng(seed)
-    with database.session() as db:
-        for i in range(n):
-            merchant = merchants[int(rng.integers(len(merchants)))]
-            at = NOW - timedelta(seconds=float(rng.uniform(60, 45 * 86400)))
-            session = CheckoutSession(
-                id=new_id("cs"),
-                merchant_id=merchant,
-                client_secret=new_id("s"),
-                amount=1,
-                currency="EUR",
-                line_items=[],
-                customer_ref=f"cus_{int(rng.integers(12))}",
-                loyalty_balance=0,
-                status="open",
-                metadata_={},
-                created_at=at,
-                expires_at=at,
-            )
-            payment = Payment(
-                id=new_id("pay"),
-                merchant_id=merchant,
-                session_id=session.id,
-                customer_ref=session.customer_ref,
-                status="succeeded" if rng.random() < 0.9 else "failed",
-                amount=int(rng.integers(100, 30000)),
-                currency="EUR",
-                method_type="card",
-                gateway="sandbox",
-                created_at=at,
-                updated_at=at + timedelta(seconds=1),
-            )
-            db.add_all([session, payment])
-            db.flush()
-            if rng.random() < 0.1:
-                db.add(
-                    Outcome(
-                        id=new_id("out"),
-                        merchant_id=merchant,
-                        payment_id=payment.id,
-                        type="dispute",
-                        external_id=str(i),
-                        occurred_at=at,
-                        reported_at=at + timedelta(days=2),
-                    )
-                )
-        db.commit()
-
-
-def test_serving_store_matches_batch_features_on_platform_history(database, make_merchant) -> None:
+def test_serving_store_matches_batch_features_on_platform_history(
+    database, make_merchant, platform_history
+) -> None:
     merchants = [make_merchant("A").id, make_merchant("B").id]
-    _history(database, merchants)
+    platform_history(database, merchants, now=NOW)
     store = PlatformFeatureStore(database, FeatureSpec())
     assert store.sync(now=NOW) > 0
 
@@ -112,9 +64,11 @@ def test_serving_store_matches_batch_features_on_platform_history(database, make
             np.testing.assert_allclose(value, float(expected[name]), rtol=1e-9, err_msg=name)
 
 
-def test_refresh_picks_up_new_payments_and_labels(database, make_merchant) -> None:
+def test_refresh_picks_up_new_payments_and_labels(
+    database, make_merchant, platform_history
+) -> None:
     merchant = make_merchant().id
-    _history(database, [merchant], n=50, seed=1)
+    platform_history(database, [merchant], now=NOW, n=50, seed=1)
     store = PlatformFeatureStore(database)
     store.sync(now=NOW)
     kwargs = {
