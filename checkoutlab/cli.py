@@ -119,11 +119,17 @@ def demo(
 
     from checkoutlab.api.app import create_app
     from checkoutlab.demo import seed
+    from checkoutlab.demo.seed import ensure_champion
 
+    settings = get_settings()
     database = _database()
     database.upgrade()
     with database.session() as session:
         keys = seed(db=session)
+    if settings.risk_scorer == "champion":
+        with console.status("training a demo fraud model (first start only) ..."):
+            version = ensure_champion(settings.mlflow_tracking_uri)
+        console.print(f"  fraud champion:     fraud-scorer v{version}")
     base = f"http://{host}:{port}"
     console.print("[bold]Checkout Lab demo[/bold]")
     console.print(f"  Demo store:         {base}/demo")

@@ -56,6 +56,7 @@ DEMO_CONFIG: dict[str, Any] = {
     },
     "rules": [
         {"when": "risk.risk_score >= 65", "then": {"require": ["cvv", "avs"]}},
+        {"when": "context.network.proxy", "then": {"require": ["cvv", "avs"]}},
         {
             "when": "context.device.type == 'mobile' && context.device.biometric",
             "then": {"prioritize": "apple_pay"},
@@ -131,3 +132,31 @@ def _seed_history(db: Session, merchant_id: str) -> None:
                 )
             )
     db.commit()
+
+
+def ensure_champion(tracking_uri: str, spec: Path | None = None) -> str:
+    """Give a fresh demo a fraud champion: train one on simulated data if the registry has none.
+
+    The model learns from the Handbook simulator, not from the demo store's few payments, so
+    the demo shows the learned scorer's plumbing (versions, degraded fallback), not a
+    model fitted to this shop. Returns the champion's version.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from checkoutlab.fraud import registry
+    from checkoutlab.fraud.simulate import simulate
+    from checkoutlab.fraud.train import train_from_spec
+
+    uri = registry.resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        return str(client.get_model_version_by_alias(registry.MODEL_NAME, "champion").version)
+    except MlflowException:
+        pass
+    spec = spec or Path(__file__).resolve().parents[2] / "models" / "logreg.yaml"
+    data = simulate(n_customers=500, n_terminals=1000, n_days=90, start="2018-06-01", seed=0)
+    result = train_from_spec(spec, data)
+    logged = registry.register(result, tracking_uri=uri, run_name="demo-bootstrap")
+    registry.promote(data=data, version=logged.version, force=True, tracking_uri=uri)
+    return str(logged.version)
