@@ -1,0 +1,1 @@
+"""Experiments on generated checkout forms: definitions, assignment, exposure, stats engine."""
