@@ -401,3 +401,30 @@ def retrain_command(
     )
     colour = "green" if outcome.promoted else "yellow"
     console.print(f"[{colour}]{outcome.reason}[/{colour}]", highlight=False)
+
+
+@app.command("export")
+def export_command(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output .parquet or .csv file.")],
+    merchant: Annotated[
+        str | None, typer.Option("--merchant", help="Only this merchant's payments.")
+    ] = None,
+) -> None:
+    """Export the platform's payments and fraud labels in the Handbook's format (+ context)."""
+    from checkoutlab.config import get_settings
+    from checkoutlab.db import Database
+    from checkoutlab.fraud.export import platform_transactions
+
+    try:
+        file_format(output)
+    except DataContractError as exc:
+        raise _fail(exc) from exc
+    database = Database(get_settings().database_url)
+    try:
+        with database.session() as db:
+            frame = platform_transactions(db=db, merchant_id=merchant)
+    finally:
+        database.dispose()
+    path = save_transactions(frame, output)
+    frauds = int(frame["TX_FRAUD"].sum()) if len(frame) else 0
+    console.print(f"wrote {len(frame):,} payments ({frauds} labelled fraud) to {path}")

@@ -38,3 +38,27 @@ def test_export_carries_labels_context_and_loads_back(
     loaded = load_transactions(path)
     assert set(REQUIRED_COLUMNS) <= set(loaded.columns)
     assert len(loaded) == 2
+
+
+def test_export_command_writes_a_loadable_file(
+    database, merchant, new_checkout, tmp_path, monkeypatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from checkoutlab.cli import app
+    from checkoutlab.config import get_settings
+
+    checkout = new_checkout(customer="cus_cli")
+    assert checkout.confirm(checkout.profile()["token"], key="k").status_code == 200
+    monkeypatch.setenv("CHECKOUTLAB_DATABASE_URL", database.url)
+    get_settings.cache_clear()
+    try:
+        out = tmp_path / "platform.csv"
+        result = CliRunner().invoke(
+            app, ["fraud", "export", "-o", str(out), "--merchant", merchant.id]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 payments" in result.output
+    assert load_transactions(out)["CUSTOMER_ID"].tolist() == ["cus_cli"]
