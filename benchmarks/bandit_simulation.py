@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -22,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import river
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_section
 
 from checkoutlab.bandits.simulate import (
     VowpalWabbitPolicy,
@@ -80,18 +82,6 @@ def thompson_cold_latency(policy, stream, calls: int) -> tuple[float, float]:
         samples[i] = clock() - began
     p50, p99 = np.percentile(samples, [50, 99]) / 1000.0
     return float(p50), float(p99)
-
-
-def write_section(results_md: Path, body: str) -> None:
-    """Replace (or append) only the "## Bandit ordering" section of RESULTS.md."""
-    text = results_md.read_text() if results_md.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    section = f"{SECTION}\n\n{body.strip()}\n\n"
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    results_md.write_text(text.rstrip("\n") + "\n")
 
 
 def main() -> int:
@@ -220,7 +210,7 @@ method, `-q sa` interactions, cost = -reward):
 
 ![cumulative regret]({args.plot.name})
 """
-    write_section(args.results, body)
+    write_section(SECTION.removeprefix("## "), body, args.results)
     print(table.to_string(), file=sys.stderr)
     print(f"wrote {args.results} and {args.plot}", file=sys.stderr)
     return 0

@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from checkoutlab.fraud.data import load_transactions  # noqa: E402
-from checkoutlab.fraud.evaluate import METRICS, PUBLISHED, evaluate_spec  # noqa: E402
-from checkoutlab.fraud.specs import load_spec  # noqa: E402
+from checkoutlab.fraud.data import load_transactions
+from checkoutlab.fraud.evaluate import METRICS, PUBLISHED, evaluate_spec
+from checkoutlab.fraud.specs import load_spec
 
 TARGETS = {"handbook": 0.66, "prequential": 0.69}
 ECE_TARGET = 0.002
