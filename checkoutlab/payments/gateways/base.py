@@ -19,6 +19,7 @@ gateway never touches them. Three rules make that work:
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -31,7 +32,11 @@ __all__ = [
     "ChargeStatus",
     "Gateway",
     "GatewayResult",
+    "RefundResult",
+    "RefundStatus",
     "TokenizedCard",
+    "WebhookEvent",
+    "WebhookEventType",
 ]
 
 ChargeStatus = Literal["succeeded", "failed", "requires_action", "processing"]
@@ -109,6 +114,56 @@ class GatewayResult(_Frozen):
         return self
 
 
+RefundStatus = Literal["succeeded", "pending", "failed"]
+"""``pending``: accepted by the gateway, settled later (Adyen always; its webhook tells)."""
+
+
+class RefundResult(_Frozen):
+    """A gateway's answer to a refund request; transport failures are results too."""
+
+    status: RefundStatus
+    reference: str | None = Field(default=None, description="the gateway's refund id")
+    payment_reference: str = Field(description="the refunded payment's gateway reference")
+    amount: int = Field(ge=0, description="minor units")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    failure_code: str | None = None
+    message: str | None = None
+    retryable: bool = False
+
+
+WebhookEventType = Literal[
+    "payment_succeeded",
+    "payment_failed",
+    "refund_succeeded",
+    "refund_failed",
+    "dispute_created",
+    "other",
+]
+
+
+class WebhookEvent(_Frozen):
+    """A provider notification, verified and translated into the platform's vocabulary."""
+
+    id: str = Field(description="stable per provider event: handle each id once")
+    gateway: str
+    type: WebhookEventType
+    provider_type: str = Field(description='e.g. "payment_intent.succeeded", "AUTHORISATION"')
+    reference: str | None = Field(default=None, description="the payment's gateway reference")
+    merchant_reference: str | None = Field(
+        default=None,
+        description="the ChargeRequest.idempotency_key (payment id) when the provider echoes it",
+    )
+    amount: int | None = None
+    currency: str | None = None
+    reason: str | None = Field(
+        default=None,
+        description="decline code (payment_failed), failure reason (refund_failed), "
+        "dispute reason (dispute_created)",
+    )
+    livemode: bool = False
+    data: dict[str, Any] = Field(default_factory=dict, description="the provider's object")
+
+
 class Gateway(abc.ABC):
     """A payment gateway adapter.
 
@@ -141,3 +196,53 @@ class Gateway(abc.ABC):
         stay stateless. ``outcome`` is how the challenge ended, as reported by the widget or
         the gateway's redirect.
         """
+
+    # Optional capabilities. The defaults keep adapters that predate them working; the
+    # provider adapters (Stripe, Adyen) override them.
+
+    def submit_action_details(
+        self, *, reference: str, request: ChargeRequest, details: Mapping[str, Any]
+    ) -> GatewayResult:
+        """Finish a next action with the data the provider's client SDK returned.
+
+        Some providers authorise only once the server forwards what the shopper's browser
+        produced (Adyen: the ``details`` of ``onAdditionalDetails`` or the redirect's
+        ``redirectResult``); the answer may be another action (a challenge after a
+        fingerprint). Gateways whose provider keeps the action's result itself complete
+        with :meth:`complete_action` instead.
+        """
+        raise NotImplementedError(
+            f"The {self.name} gateway does not take action details; "
+            "finish the action with complete_action(outcome=...)."
+        )
+
+    def retrieve(self, *, request: ChargeRequest, reference: str | None = None) -> GatewayResult:
+        """Reconcile an attempt whose outcome is unknown (timeout, 5xx, unreadable answer).
+
+        Answers what the gateway holds for this attempt, so failover never tries a second
+        gateway while the first may have charged. The default re-sends ``charge(request)``:
+        the contract above makes ``charge`` idempotent per ``idempotency_key``, so the
+        gateway answers with the stored outcome, or performs the attempt once if the first
+        request never arrived. Adapters may look the payment up by ``reference`` instead.
+        The answer can itself be a transport failure: the outcome is then still unknown.
+        """
+        return self.charge(request)
+
+    def refund(
+        self, *, reference: str, amount: int, currency: str, idempotency_key: str
+    ) -> RefundResult:
+        """Refund ``amount`` (minor units) of the payment ``reference``; retry-safe by key.
+
+        Raises :class:`~checkoutlab.errors.InvalidRequest` for refunds the gateway refuses
+        as invalid (more than was captured, a payment that did not succeed).
+        """
+        raise NotImplementedError(f"The {self.name} gateway does not support refunds.")
+
+    def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> list[WebhookEvent]:
+        """Verify a provider webhook's signature on the raw body and translate its events.
+
+        Raises :class:`~checkoutlab.errors.InvalidRequest` (code ``invalid_signature``) when
+        the signature is missing, wrong or too old, and for a body that is not a webhook.
+        A list, because one delivery can carry several events (Adyen's format allows it).
+        """
+        raise NotImplementedError(f"The {self.name} gateway does not receive webhooks.")
