@@ -37,6 +37,7 @@ def create_app(
     *,
     database: Database | None = None,
     demo_keys: dict[str, str] | None = None,
+    demo_api_base: str = "http://127.0.0.1:8000",
 ) -> FastAPI:
     """Build the app. ``demo_keys`` (the demo merchant's keys) mounts the demo store."""
     settings = settings or get_settings()
@@ -100,7 +101,7 @@ def create_app(
     if demo_keys is not None:
         from checkoutlab.demo.router import make_router, static_files
 
-        app.include_router(make_router(demo_keys))
+        app.include_router(make_router(demo_keys, demo_api_base))
         app.mount("/demo/static", static_files(), name="demo-static")
 
     @app.get("/healthz", tags=["operations"])

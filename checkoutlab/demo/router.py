@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -44,7 +44,9 @@ class CartIn(BaseModel):
     customer: str | None = Field(default=None, max_length=60)
 
 
-def make_router(keys: dict[str, str]) -> APIRouter:
+def make_router(keys: dict[str, str], api_base: str) -> APIRouter:
+    """``api_base`` is fixed by the operator: never derived from a request's Host header,
+    which would let a forged Host receive the secret key."""
     router = APIRouter(tags=["demo store"], include_in_schema=False)
 
     @router.get("/demo", response_class=HTMLResponse)
@@ -58,7 +60,7 @@ def make_router(keys: dict[str, str]) -> APIRouter:
         return HTMLResponse(html)
 
     @router.post("/demo/checkout")
-    def create_session(cart: Annotated[CartIn, Body()], request: Request) -> JSONResponse:
+    def create_session(cart: Annotated[CartIn, Body()]) -> JSONResponse:
         """The merchant backend: price the cart, create the session with the secret key."""
         lines = []
         for line in cart.items:
@@ -80,7 +82,7 @@ def make_router(keys: dict[str, str]) -> APIRouter:
             "customer": cart.customer,
             "loyalty_balance": LOYALTY_BALANCE if cart.customer else 0,
         }
-        with httpx.Client(base_url=str(request.base_url), timeout=10) as api:
+        with httpx.Client(base_url=api_base, timeout=10) as api:
             response = api.post(
                 "/v1/checkout_sessions",
                 json=body,

@@ -1,8 +1,8 @@
 """The platform's own payments as a labelled dataset in the Handbook's format.
 
 Mapping: a payment attempt is a transaction; ``CUSTOMER_ID`` is the merchant's customer
-reference (a guest is keyed by its session); ``TERMINAL_ID`` is the merchant (the
-checkout the payment went through); ``TX_FRAUD`` is 1 when a fraud report or dispute was
+reference scoped by the merchant (a guest is keyed by its session); ``TERMINAL_ID`` is the
+merchant (the checkout the payment went through); ``TX_FRAUD`` is 1 when a fraud report or dispute was
 recorded for it. Context columns come from the decision the payment was confirmed under.
 """
 
@@ -60,6 +60,12 @@ def platform_transactions(
     return frame
 
 
+def customer_key(merchant_id: str, customer_ref: str | None, session_id: str) -> str:
+    """Customer references are each merchant's own ids: scope them, or merchant A's "42"
+    and merchant B's "42" would share fraud history. Guests are keyed by their session."""
+    return f"{merchant_id}:{customer_ref}" if customer_ref else f"{merchant_id}:guest:{session_id}"
+
+
 def transaction_row(
     payment: Payment, context: dict[str, Any] | None, *, label_reported_at: datetime | None
 ) -> dict[str, Any]:
@@ -69,7 +75,7 @@ def transaction_row(
     return {
         "TRANSACTION_ID": payment.id,
         "TX_DATETIME": payment.created_at.replace(tzinfo=None),
-        "CUSTOMER_ID": payment.customer_ref or f"guest:{payment.session_id}",
+        "CUSTOMER_ID": customer_key(payment.merchant_id, payment.customer_ref, payment.session_id),
         "TERMINAL_ID": payment.merchant_id,
         "TX_AMOUNT": payment.amount / 10 ** get_currency_precision(payment.currency),
         "TX_FRAUD": int(label_reported_at is not None),

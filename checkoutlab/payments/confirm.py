@@ -8,6 +8,7 @@ even a race past the lock cannot charge a session twice.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from typing import Any
@@ -167,10 +168,17 @@ def confirm(
     body: ConfirmRequest,
     secret: str,
     gateway: Gateway,
+    idempotency_key: str,
 ) -> tuple[int, dict[str, Any]]:
     checkout = sessions.get(db=db, merchant_id=merchant.id, session_id=session_id, for_update=True)
     _check_client_secret(checkout, body.client_secret)
     sessions.ensure_open(checkout)
+    if any(p.status == "processing" for p in sessions.payments_of(db=db, checkout=checkout)):
+        raise InvalidRequest(
+            f"Checkout session {checkout.id} has a payment in progress (e.g. a bank transfer "
+            "awaiting funds); it cannot be paid again.",
+            code="payment_in_progress",
+        )
     claims = verify(
         body.profile_token, secret=secret, merchant_id=merchant.id, session_id=checkout.id
     )
@@ -226,6 +234,9 @@ def confirm(
         verification={
             "required": claims.required,
             "loyalty_discount": discount,
+            "gateway_idempotency_key": gateway_idempotency_key(
+                secret=secret, merchant_id=merchant.id, idempotency_key=idempotency_key
+            ),
             "avs_country": body.verification.billing_address.country.upper()
             if body.verification.billing_address
             else None,
@@ -235,16 +246,28 @@ def confirm(
     return _apply(db, checkout, payment, gateway.charge(_charge_request(payment, claims.required)))
 
 
+def gateway_idempotency_key(*, secret: str, merchant_id: str, idempotency_key: str) -> str:
+    """The key sent to the gateway: the same for every replay of one client attempt.
+
+    Derived from the merchant's Idempotency-Key (keyed HMAC, so it reveals nothing), not from
+    the payment row: if the platform fails after the gateway charged, the client's retry
+    re-sends the same gateway key and the gateway answers with the original charge instead
+    of charging again.
+    """
+    message = f"{merchant_id}:{idempotency_key}".encode()
+    return "cl_" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:40]
+
+
 def _charge_request(payment: Payment, required: list[str]) -> ChargeRequest:
-    """The gateway request of an attempt; keyed by payment id so a retry is the same charge."""
+    """The gateway request of an attempt; its key is stored on the payment for later steps."""
     three_ds = payment.method_type == MethodType.card.value and "three_ds" in required
     return ChargeRequest(
         amount=payment.amount,
         currency=payment.currency,
         payment_method=payment.payment_method_ref or "",
-        idempotency_key=payment.id,
+        idempotency_key=payment.verification["gateway_idempotency_key"],
         three_ds_required=three_ds,
-        metadata={"payment_id": payment.id, "session_id": payment.session_id},
+        metadata={"session_id": payment.session_id},
     )
 
 

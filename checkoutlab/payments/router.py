@@ -105,6 +105,7 @@ def confirm_checkout_session(
             body=body,
             secret=settings.secret_key,
             gateway=request.app.state.gateway,
+            idempotency_key=idempotency_key,
         )
     except CheckoutLabError as exc:
         db.rollback()

@@ -218,7 +218,8 @@ def take_stock(*, db: Session, checkout: CheckoutSession) -> None:
     lose updates. Stock is not reserved while a shopper pays, so the last item can still be
     sold twice by two sessions confirming at the same moment (known limit).
     """
-    for sku, quantity in requested_quantities(checkout).items():
+    # SKUs in a fixed order, so two sales of the same items cannot deadlock each other
+    for sku, quantity in sorted(requested_quantities(checkout).items()):
         db.execute(
             update(InventoryItem)
             .where(InventoryItem.merchant_id == checkout.merchant_id, InventoryItem.sku == sku)

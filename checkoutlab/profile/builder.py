@@ -19,6 +19,7 @@ from checkoutlab.bandits.serving import fresh_policy_for
 from checkoutlab.db import new_id, utcnow
 from checkoutlab.elements.catalog import method_config
 from checkoutlab.events.service import add_server_event
+from checkoutlab.fraud.export import customer_key
 from checkoutlab.fraud.scorer import (
     RiskAssessment,
     RiskFeatures,
@@ -190,7 +191,7 @@ def _features(
         session_failed_attempts=failed,
         proxy=bool(context["network"]["proxy"]),
         country_mismatch=False,
-        customer_id=checkout.customer_ref or f"guest:{checkout.id}",
+        customer_id=customer_key(checkout.merchant_id, checkout.customer_ref, checkout.id),
         terminal_id=checkout.merchant_id,
         amount_minor=checkout.amount,
         currency=checkout.currency,

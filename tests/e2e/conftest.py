@@ -81,8 +81,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         secret_key="e2e-secret-key-long-enough-0123456789abcdef",
         risk_scorer="rules",
     )
-    app = create_app(settings, database=database, demo_keys=keys)
     port = _free_port()
+    app = create_app(
+        settings, database=database, demo_keys=keys, demo_api_base=f"http://127.0.0.1:{port}"
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

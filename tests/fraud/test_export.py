@@ -61,4 +61,11 @@ def test_export_command_writes_a_loadable_file(
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     assert "wrote 1 payments" in result.output
-    assert load_transactions(out)["CUSTOMER_ID"].tolist() == ["cus_cli"]
+    assert load_transactions(out)["CUSTOMER_ID"].tolist() == [f"{merchant.id}:cus_cli"]
+
+
+def test_customer_ids_are_scoped_by_merchant(make_merchant, client, database) -> None:
+    from checkoutlab.fraud.export import customer_key
+
+    assert customer_key("mer_a", "42", "cs_1") != customer_key("mer_b", "42", "cs_2")
+    assert customer_key("mer_a", None, "cs_1") == "mer_a:guest:cs_1"

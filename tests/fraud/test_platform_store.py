@@ -30,7 +30,7 @@ def test_serving_store_matches_batch_features_on_platform_history(
         frame = platform_transactions(db=db)
     probes = [
         {
-            "customer": f"cus_{c}",
+            "customer": f"{merchants[c % 2]}:cus_{c}",
             "merchant": merchants[c % 2],
             "amount": 1000 + 37 * c,
             "at": NOW + timedelta(minutes=c),
@@ -72,7 +72,7 @@ def test_refresh_picks_up_new_payments_and_labels(
     store = PlatformFeatureStore(database)
     store.sync(now=NOW)
     kwargs = {
-        "customer_id": "cus_new",
+        "customer_id": f"{merchant}:cus_new",
         "terminal_id": merchant,
         "amount": 500,
         "currency": "EUR",

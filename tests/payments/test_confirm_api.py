@@ -596,3 +596,74 @@ def test_loyalty_without_redeem_or_program_charges_full_amount(make_merchant, ne
     paid = checkout.confirm(checkout.profile()["token"], key="no-program", redeem_points=True)
     assert paid.status_code == 200, paid.text
     assert paid.json()["amount"] == 2599
+
+
+def test_retry_after_a_crash_past_the_charge_reuses_the_gateway_key(app, merchant, monkeypatch):
+    """A 500 after the gateway charged must not lead to a second, different charge."""
+    from fastapi.testclient import TestClient
+
+    from checkoutlab.payments import sessions as sessions_module
+
+    seen: list[str] = []
+    gateway = app.state.gateway
+    original_charge = gateway.charge
+
+    def counting_charge(request):
+        seen.append(request.idempotency_key)
+        return original_charge(request)
+
+    monkeypatch.setattr(gateway, "charge", counting_charge)
+    original_take = sessions_module.take_stock
+    calls = {"n": 0}
+
+    def flaky_take_stock(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("database hiccup after the charge")
+        return original_take(**kwargs)
+
+    monkeypatch.setattr(sessions_module, "take_stock", flaky_take_stock)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        created = client.post(
+            "/v1/checkout_sessions",
+            json={"amount": 1500, "currency": "EUR"},
+            headers=merchant.secret_headers,
+        ).json()
+        token = client.post(
+            "/v1/payment_profile",
+            json={"client_secret": created["client_secret"]},
+            headers=merchant.public_headers,
+        ).json()["token"]
+        body = {
+            "client_secret": created["client_secret"],
+            "profile_token": token,
+            "payment_method": {
+                "type": "card",
+                "card": {
+                    "number": "4242424242424242",
+                    "exp_month": 12,
+                    "exp_year": 2034,
+                    "cvc": "123",
+                },
+            },
+        }
+        headers = merchant.public_headers | {"Idempotency-Key": "attempt-1"}
+        first = client.post(
+            f"/v1/checkout_sessions/{created['id']}/confirm", json=body, headers=headers
+        )
+        assert first.status_code == 500
+        retry = client.post(
+            f"/v1/checkout_sessions/{created['id']}/confirm", json=body, headers=headers
+        )
+        assert retry.status_code == 200, retry.text
+    assert len(seen) == 2 and len(set(seen)) == 1  # same gateway key: the gateway dedupes
+
+
+def test_no_second_payment_while_one_is_processing(new_checkout):
+    checkout = new_checkout(amount=5000)
+    token = checkout.profile()["token"]
+    pending = checkout.confirm(token, key="bank", method="bank_transfer")
+    assert pending.status_code == 200 and pending.json()["status"] == "processing"
+    again = checkout.confirm(token, key="card")
+    assert again.status_code == 400
+    assert again.json()["error"]["code"] == "payment_in_progress"
