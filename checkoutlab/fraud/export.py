@@ -2,8 +2,8 @@
 
 Mapping: a payment attempt is a transaction; ``CUSTOMER_ID`` is the merchant's customer
 reference scoped by the merchant (a guest is keyed by its session); ``TERMINAL_ID`` is the
-merchant (the checkout the payment went through); ``TX_FRAUD`` is 1 when a fraud report or dispute was
-recorded for it. Context columns come from the decision the payment was confirmed under.
+merchant (the checkout the payment went through); ``TX_FRAUD`` is 1 when a fraud report or
+dispute was recorded for it. Context columns come from the decision the payment was confirmed under.
 """
 
 from __future__ import annotations
