@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,6 +17,7 @@ from checkoutlab.payments.models import CheckoutSession
 from checkoutlab.profile.models import Decision
 
 router = APIRouter(tags=["events"])
+MAX_CLOCK_SKEW = timedelta(days=7)
 
 
 class EventIn(BaseModel):
@@ -27,6 +30,29 @@ class EventIn(BaseModel):
         default=None, description="ISO 8601 with offset, e.g. 2026-01-01T12:00:00Z"
     )
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _recent(cls, value: datetime | None) -> datetime | None:
+        """Browser clocks drift, but not by years; bounds also keep UTC conversion in range."""
+        if value is None:
+            return None
+        try:
+            offset = abs(value.astimezone(UTC) - datetime.now(UTC))
+        except OverflowError:
+            offset = timedelta.max
+        if offset > MAX_CLOCK_SKEW:
+            raise ValueError("must be within 7 days of the server's time")
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError as exc:
+            raise ValueError("must be plain JSON (no NaN or Infinity)") from exc
+        return value
 
 
 class EventBatch(BaseModel):

@@ -391,6 +391,13 @@ def redact_card_numbers(value: Any) -> Any:
         return {redact_card_numbers(k): redact_card_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact_card_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e20:
+        value = int(value)  # 4242424242424242.0 is a card number too
+        return (
+            redact_card_numbers(value)
+            if redact_card_numbers(value) == REDACTED_PAN
+            else float(value)
+        )
     if isinstance(value, int) and not isinstance(value, bool) and 12 <= len(str(abs(value))) <= 19:
         return REDACTED_PAN if luhn_valid(str(abs(value))) else value
     return value

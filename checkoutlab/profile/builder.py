@@ -14,10 +14,11 @@ from typing import Any
 from babel.numbers import format_currency, get_currency_precision
 from sqlalchemy.orm import Session
 
-from checkoutlab.bandits.policy import OrderingPolicy
+from checkoutlab.bandits.policy import MerchantOrderPolicy, OrderingPolicy
 from checkoutlab.bandits.serving import fresh_policy_for
 from checkoutlab.db import new_id, utcnow
 from checkoutlab.elements.catalog import method_config
+from checkoutlab.errors import InvalidRequest
 from checkoutlab.events.service import add_server_event
 from checkoutlab.fraud.export import customer_key
 from checkoutlab.fraud.scorer import (
@@ -32,6 +33,7 @@ from checkoutlab.merchants import service as merchants
 from checkoutlab.merchants.models import Merchant
 from checkoutlab.merchants.schemas import MerchantConfig, MethodType
 from checkoutlab.payments import sessions
+from checkoutlab.payments.cards import redact_card_numbers
 from checkoutlab.payments.models import CheckoutSession
 from checkoutlab.profile.context import ContextIn, acquire
 from checkoutlab.profile.feeds import FxProvider, currency_for_country, default_fx_provider
@@ -125,7 +127,18 @@ def _methods(
         if is_eligible(m, currency=checkout.currency, context=context)
     ]
     visible = [m for m in eligible if m not in rules.hide] or eligible
-    ranking = policy.rank(visible, context)
+    if not visible:
+        raise InvalidRequest(
+            "No payment method is available for this checkout (currency "
+            f"{checkout.currency}, device {context['device']['type']}); enable a method that "
+            "supports it in the merchant configuration.",
+            code="no_payment_method_available",
+        )
+    try:
+        ranking = policy.rank(visible, context)
+    except Exception:  # fail safe: a broken policy must not stop payments
+        log.exception("ordering policy %s failed; using the merchant's order", policy.name)
+        ranking = MerchantOrderPolicy().rank(visible, context)
     pinned = [m for m in rules.prioritize if m in visible]
     order = pinned + [m for m in ranking.order if m not in pinned]
     propensity = 1.0 if pinned else ranking.propensity
@@ -299,7 +312,7 @@ def _log_decision(
             merchant_id=merchant.id,
             session_id=checkout.id,
             customer_ref=checkout.customer_ref,
-            context=context,
+            context=redact_card_numbers(context),  # browser strings: never keep a card number
             features={
                 **{k: v for k, v in asdict(features).items() if k not in ("context", "at")},
                 "at": features.at.isoformat() if features.at else None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -33,6 +33,7 @@ def assert_error(response, status: int, param: str | None = None) -> dict[str, A
 
 
 def test_batch_is_stored_before_202(client, database, merchant, new_checkout) -> None:
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     checkout = new_checkout()
     profile = checkout.profile({"device": {"type": "desktop"}})
     batch = [
@@ -40,7 +41,7 @@ def test_batch_is_stored_before_202(client, database, merchant, new_checkout) ->
             "type": "exposure",
             "session_id": checkout.id,
             "decision_id": profile["id"],
-            "occurred_at": "2026-01-02T03:04:05Z",
+            "occurred_at": when.isoformat().replace("+00:00", "Z"),
             "properties": {"methods": ["card", "klarna"]},
         },
         {
@@ -60,7 +61,7 @@ def test_batch_is_stored_before_202(client, database, merchant, new_checkout) ->
     assert {e.merchant_id for e in client_events} == {merchant.id}
     assert {e.session_id for e in client_events} == {checkout.id}
     assert client_events[0].decision_id == profile["id"]
-    assert client_events[0].occurred_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert client_events[0].occurred_at == when
     assert client_events[1].properties == {"element": "klarna", "action": "select"}
     assert client_events[2].decision_id is None
     # occurred_at defaults to the time of receipt
@@ -237,3 +238,30 @@ def test_events_are_never_updated(client, database, merchant) -> None:
         rows = db.execute(select(Event.id, Event.properties).order_by(Event.id)).all()
         assert db.scalar(select(func.count()).select_from(Event)) == 2
     assert [props for _, props in rows] == [{"n": 1}, {"n": 1}]  # duplicates are kept, not merged
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "exposure", "occurred_at": "0001-01-01T00:00:00+14:00"},
+        {"type": "exposure", "occurred_at": "2000-01-01T00:00:00Z"},
+    ],
+)
+def test_implausible_event_times_are_400(client, merchant, event) -> None:
+    response = client.post("/v1/events", json={"events": [event]}, headers=merchant.public_headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"].endswith("occurred_at")
+
+
+def test_float_card_numbers_in_properties_are_redacted(client, merchant, database) -> None:
+    response = client.post(
+        "/v1/events",
+        json={
+            "events": [{"type": "interaction", "properties": {"f": 4242424242424242.0, "x": 1.5}}]
+        },
+        headers=merchant.public_headers,
+    )
+    assert response.status_code == 202
+    with database.session() as db:
+        stored = db.scalars(select(Event).where(Event.source == "client")).one().properties
+    assert stored == {"f": "[redacted card number]", "x": 1.5}

@@ -546,3 +546,25 @@ def test_payment_request_means_google_pay_except_on_apple_platforms(new_checkout
     assert "google_pay" in methods(new_checkout().profile(android))
     ios_methods = methods(new_checkout().profile(ios))
     assert "google_pay" not in ios_methods and ios_methods[0] == "apple_pay"
+
+
+def test_no_eligible_method_is_a_clear_4xx(make_merchant, new_checkout) -> None:
+    shop = make_merchant(config={"enabled_methods": ["ideal"], "ordering_policy": "thompson"})
+    checkout = new_checkout(owner=shop, currency="USD")
+    response = checkout.client.post(
+        "/v1/payment_profile",
+        json={"client_secret": checkout.session["client_secret"], "context": DESKTOP},
+        headers=shop.public_headers,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "no_payment_method_available"
+
+
+def test_card_numbers_in_browser_context_are_not_logged(new_checkout, database) -> None:
+    profile = new_checkout().profile(
+        {"device": {"os": "4242424242424242"}, "timezone": "4000 0000 0000 0002"}
+    )
+    with database.session() as db:
+        decision = db.scalars(select(Decision).where(Decision.id == profile["id"])).one()
+    assert "4242424242424242" not in str(decision.context)
+    assert "4000 0000 0000 0002" not in str(decision.context)
