@@ -34,6 +34,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from checkoutlab.background import PeriodicTask
 from checkoutlab.bandits.models import PolicySnapshot
 from checkoutlab.bandits.policies import (
     POLICY_CLASSES,
@@ -141,7 +142,7 @@ class _Entry:
     error: str | None = None
 
 
-class PolicyProvider:
+class PolicyProvider(PeriodicTask):
     """Per-merchant ordering policies from the newest snapshots, refreshed in the background.
 
     ``policy_for(config, merchant_id)`` is what ``ProfileServices.policy_for`` calls;
@@ -166,8 +167,6 @@ class PolicyProvider:
         self.refreshed_at: datetime | None = None
         self._entries: dict[ChainKey, _Entry] = {}
         self._lock = threading.Lock()  # serialises loads and swaps; readers never wait
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # -- the request path --------------------------------------------------------------------
 
@@ -306,27 +305,13 @@ class PolicyProvider:
             "refresh_error": self.last_error,
         }
 
-    # -- the background thread -----------------------------------------------------------------
+    # -- the background thread (checkoutlab.background.PeriodicTask) --------------------------
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="bandit-snapshots", daemon=True)
-        self._thread.start()
+    thread_name = "bandit-snapshots"
+    run_immediately = False
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_seconds):
-            try:
-                self.refresh()
-            except Exception:  # never let the thread die
-                log.exception("bandit snapshot refresh crashed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def tick(self) -> None:
+        self.refresh()
 
 
 def fresh_policy_for(config: MerchantConfig, merchant_id: str | None = None) -> OrderingPolicy:

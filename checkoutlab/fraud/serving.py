@@ -14,10 +14,10 @@ profile builder then turns verification on.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
+from checkoutlab.background import PeriodicTask
 from checkoutlab.fraud.compiled import CompiledModel, compile_pipeline
 from checkoutlab.fraud.platform_store import PlatformFeatureStore
 from checkoutlab.fraud.scorer import RiskAssessment, RiskFeatures, RulesRiskScorer
@@ -34,8 +34,10 @@ class Champion:
     model: CompiledModel
 
 
-class ChampionWatcher:
+class ChampionWatcher(PeriodicTask):
     """Polls the registry alias and keeps the newest champion compiled and ready."""
+
+    thread_name = "champion-watcher"
 
     def __init__(
         self,
@@ -51,8 +53,9 @@ class ChampionWatcher:
         self.interval_seconds = interval_seconds
         self.current: Champion | None = None
         self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+
+    def tick(self) -> None:
+        self.check()
 
     def check(self) -> bool:
         """Load the alias's version if it changed; True when a new champion was installed."""
@@ -77,51 +80,18 @@ class ChampionWatcher:
             log.warning("fraud champion not refreshed: %s", self.last_error)
             return False
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="champion-watcher", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.check()
-            self._stop.wait(self.interval_seconds)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-
-class FeatureSync:
+class FeatureSync(PeriodicTask):
     """Background refresh of the platform feature store (bounded staleness)."""
+
+    thread_name = "feature-sync"
 
     def __init__(self, store: PlatformFeatureStore, *, interval_seconds: float = 2.0) -> None:
         self.store = store
         self.interval_seconds = interval_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="feature-sync", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.store.sync()
-            except Exception:
-                log.exception("feature store sync failed; serving the last state")
-            self._stop.wait(self.interval_seconds)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def tick(self) -> None:
+        self.store.sync()
 
 
 class LearnedRiskScorer:
