@@ -227,7 +227,12 @@ def build(
     config = merchants.config_of(merchant)
     context = acquire(context_in, headers, default_locale=config.default_locale)
     locale = context["location"]["locale"]
-    history = purchase_history(db=db, merchant_id=merchant.id, customer_ref=checkout.customer_ref)
+    history = purchase_history(
+        db=db,
+        merchant_id=merchant.id,
+        customer_ref=checkout.customer_ref,
+        currency=checkout.currency,
+    )
     context["customer"] = history.as_context()
     context["amount"] = {"value": checkout.amount, "currency": checkout.currency}
     failed = sum(1 for p in sessions.payments_of(db=db, checkout=checkout) if p.status == "failed")

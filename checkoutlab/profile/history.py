@@ -29,15 +29,20 @@ class PurchaseHistory:
         }
 
 
-def purchase_history(*, db: Session, merchant_id: str, customer_ref: str | None) -> PurchaseHistory:
+def purchase_history(
+    *, db: Session, merchant_id: str, customer_ref: str | None, currency: str | None = None
+) -> PurchaseHistory:
+    """``average_amount`` only over payments in ``currency``: minor units of different
+    currencies do not average."""
     if not customer_ref:
         return PurchaseHistory()
     scope = (Payment.merchant_id == merchant_id, Payment.customer_ref == customer_ref)
     succeeded = Payment.status == "succeeded"
+    same_currency = succeeded if currency is None else succeeded & (Payment.currency == currency)
     count, average = db.execute(
-        select(func.count(case((succeeded, 1))), func.avg(case((succeeded, Payment.amount)))).where(
-            *scope
-        )
+        select(
+            func.count(case((succeeded, 1))), func.avg(case((same_currency, Payment.amount)))
+        ).where(*scope)
     ).one()
     disputes = db.scalar(
         select(func.count(func.distinct(Outcome.payment_id)))
