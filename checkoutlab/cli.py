@@ -13,6 +13,7 @@ from rich.console import Console
 from checkoutlab.bandits.cli import app as bandits_app
 from checkoutlab.config import get_settings
 from checkoutlab.db import Database
+from checkoutlab.experiments.cli import app as experiments_app
 from checkoutlab.fraud.cli import app as fraud_app
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ config_app = typer.Typer(help="A merchant's configuration.", no_args_is_help=Tru
 app.add_typer(db_app, name="db")
 app.add_typer(fraud_app, name="fraud")
 app.add_typer(bandits_app, name="bandits")
+app.add_typer(experiments_app, name="experiments")
 app.add_typer(merchants_app, name="merchants")
 merchants_app.add_typer(config_app, name="config")
 console = Console(stderr=True)
@@ -93,6 +95,105 @@ def merchants_config_set(
             console.print(f"[red]{exc.message}[/red]")
             raise typer.Exit(1) from None
     console.print(f"[green]configuration saved for {merchant}[/green]")
+
+
+# --- in checkoutlab/cli.py, next to the other sub-apps:
+keys_app = typer.Typer(help="A merchant's secret keys: roll, revoke, list.", no_args_is_help=True)
+merchants_app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("roll")
+def merchants_keys_roll(
+    merchant: Annotated[str, typer.Option(help="Merchant id (mer_...).")],
+    grace_hours: Annotated[
+        float | None, typer.Option(help="How long the old key keeps working (default: setting).")
+    ] = None,
+) -> None:
+    """Issue a new secret key; the old one stays valid for the grace period."""
+    from datetime import timedelta
+
+    from checkoutlab.errors import NotFound
+    from checkoutlab.merchants import service
+
+    hours = get_settings().key_grace_hours if grace_hours is None else grace_hours
+    database = _database()
+    database.upgrade()
+    with database.session() as session:
+        try:
+            secret, new, old = service.roll_secret_key(
+                db=session, merchant_id=merchant, grace=timedelta(hours=hours)
+            )
+        except NotFound as exc:
+            console.print(f"[red]{exc.message}[/red]")
+            raise typer.Exit(1) from None
+    typer.echo(f"secret_key: {secret}")
+    console.print(
+        f"new key {new.key_id}; old key {old.key_id} (…{old.last4}) valid until "
+        f"{old.expires_at:%Y-%m-%d %H:%M} UTC"
+    )
+    console.print("[yellow]Store the secret key now: it cannot be shown again.[/yellow]")
+
+
+@keys_app.command("revoke")
+def merchants_keys_revoke(
+    merchant: Annotated[str, typer.Option(help="Merchant id (mer_...).")],
+    key_id: Annotated[str | None, typer.Option(help="A rolled-out key's id (key_...).")] = None,
+    all_previous: Annotated[
+        bool, typer.Option("--all", help="Revoke every rolled-out key.")
+    ] = False,
+) -> None:
+    """Revoke a rolled-out secret key, or all of them; they answer 401 afterwards."""
+    from checkoutlab.errors import CheckoutLabError
+    from checkoutlab.merchants import service
+
+    if (key_id is None) == (not all_previous):
+        console.print("[red]Pass either --key-id or --all.[/red]")
+        raise typer.Exit(2)
+    database = _database()
+    database.upgrade()
+    with database.session() as session:
+        try:
+            revoked = service.revoke_secret_keys(db=session, merchant_id=merchant, key_id=key_id)
+        except CheckoutLabError as exc:
+            console.print(f"[red]{exc.message}[/red]")
+            raise typer.Exit(1) from None
+    for key in revoked:
+        typer.echo(f"revoked {key.key_id} (…{key.last4})")
+    if not revoked:
+        console.print("no rolled-out key was active")
+
+
+@keys_app.command("list")
+def merchants_keys_list(merchant: Annotated[str, typer.Option(help="Merchant id.")]) -> None:
+    """The current secret key and the rolled-out ones (ids and last four only)."""
+    from checkoutlab.merchants import service
+
+    with _database().session() as session:
+        for key in service.list_secret_keys(db=session, merchant_id=merchant):
+            until = f" until {key.expires_at:%Y-%m-%d %H:%M}" if key.expires_at else ""
+            typer.echo(f"{key.key_id}  …{key.last4}  {key.status}{until}")
+
+
+@merchants_app.command("audit")
+def merchants_audit(
+    merchant: Annotated[str, typer.Option(help="Merchant id (mer_...).")],
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Recent requests made with the merchant's secret keys, newest first."""
+    from checkoutlab.merchants import audit
+
+    with _database().session() as session:
+        entries = audit.recent(db=session, merchant_id=merchant, limit=limit)
+    for entry in entries:
+        row = audit.as_dict(entry)
+        if as_json:
+            typer.echo(json.dumps(row))
+        else:
+            typer.echo(
+                f"{row['created_at']}  {row['key_last4']}  {row['method']:6} "
+                f"{row['status_code']}  {row['path']}  {row['client_ip']}"
+            )
 
 
 @app.command()

@@ -44,6 +44,25 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="bandit reward window"
     )
     log_level: str = "INFO"
+    # --- hardening (checkoutlab.api.security, .ratelimit, .cors; checkoutlab.merchants.audit)
+    trust_proxy: bool = Field(
+        default=False,
+        description="honour X-Forwarded-Proto/-For from the reverse proxy (HSTS, client IP)",
+    )
+    max_body_bytes: int = Field(default=1_048_576, gt=0, description="larger bodies answer 413")
+    rate_limit_enabled: bool = True
+    rate_limit_storage: str = Field(
+        default="memory://", description="limits storage URI, e.g. redis://127.0.0.1:6379"
+    )
+    rate_limit_per_key: str = Field(
+        default="100/second", description="per publishable key on the public endpoints"
+    )
+    rate_limit_per_ip: str = Field(
+        default="30/second", description="per client IP on the public endpoints"
+    )
+    key_grace_hours: float = Field(
+        default=24.0, ge=0, le=24 * 30, description="how long a rolled secret key stays valid"
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

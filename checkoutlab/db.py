@@ -115,6 +115,7 @@ def import_models() -> None:
     """Register every domain's tables on ``Base.metadata`` (Alembic autogenerate, tests)."""
     import checkoutlab.bandits.models
     import checkoutlab.events.models
+    import checkoutlab.experiments.models
     import checkoutlab.fraud.models
     import checkoutlab.merchants.models
     import checkoutlab.payments.models

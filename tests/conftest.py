@@ -67,7 +67,11 @@ def database(request: pytest.FixtureRequest, _databases: dict[str, Database]) ->
 @pytest.fixture
 def settings(database: Database) -> Settings:
     return Settings(
-        environment="test", database_url=database.url, secret_key=TEST_SECRET, risk_scorer="rules"
+        environment="test",
+        database_url=database.url,
+        secret_key=TEST_SECRET,
+        risk_scorer="rules",
+        rate_limit_enabled=False,  # tests burst from one client; tests/security/ turns it on
     )
 
 

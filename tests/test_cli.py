@@ -95,3 +95,17 @@ def test_help_lists_commands() -> None:
     assert result.exit_code == 0
     for command in ("serve", "demo", "db", "merchants"):
         assert command in result.output
+
+
+def test_keys_roll_list_and_audit(db_url: str) -> None:
+    keys = json.loads(runner.invoke(app, ["merchants", "create", "--name", "S", "--json"]).stdout)
+    rolled = runner.invoke(app, ["merchants", "keys", "roll", "--merchant", keys["merchant_id"]])
+    assert rolled.exit_code == 0, rolled.output
+    assert "secret_key: sk_" in rolled.output and keys["secret_key"] not in rolled.output
+    listed = runner.invoke(app, ["merchants", "keys", "list", "--merchant", keys["merchant_id"]])
+    assert listed.exit_code == 0, listed.output
+    assert keys["secret_key"][-4:] in listed.output
+    audit = runner.invoke(app, ["merchants", "audit", "--merchant", keys["merchant_id"], "--json"])
+    assert audit.exit_code == 0, audit.output
+    unknown = runner.invoke(app, ["merchants", "keys", "roll", "--merchant", "mer_nope"])
+    assert unknown.exit_code == 1

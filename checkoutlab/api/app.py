@@ -13,15 +13,16 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from checkoutlab import __version__
-from checkoutlab.api import errors
-from checkoutlab.api.security import SecurityHeadersMiddleware
+from checkoutlab.api import errors, security
 from checkoutlab.bandits.router import router as bandits_router
 from checkoutlab.bandits.serving import PolicyProvider
 from checkoutlab.config import Settings, get_settings
 from checkoutlab.db import Database
 from checkoutlab.elements.router import router as elements_router
 from checkoutlab.events.router import router as events_router
+from checkoutlab.experiments.router import router as experiments_router
 from checkoutlab.fraud.router import router as fraud_router
+from checkoutlab.merchants.router import router as merchants_router
 from checkoutlab.payments.gateways import get_gateway
 from checkoutlab.payments.router import router as payments_router
 from checkoutlab.profile.builder import default_services
@@ -83,7 +84,7 @@ def create_app(
     app.state.profile_services = services
     app.state.bandit_provider = bandit_provider  # the bandits router reports staleness
     errors.install(app)
-    app.add_middleware(SecurityHeadersMiddleware)
+    security.install(app, settings)
     routers = (
         payments_router,
         profile_router,
@@ -91,6 +92,8 @@ def create_app(
         events_router,
         fraud_router,
         bandits_router,
+        merchants_router,
+        experiments_router,
     )
     for router in routers:
         app.include_router(router)

@@ -20,6 +20,7 @@ from checkoutlab.db import new_id, utcnow
 from checkoutlab.elements.catalog import method_config
 from checkoutlab.errors import InvalidRequest
 from checkoutlab.events.service import add_server_event
+from checkoutlab.experiments.assignment import apply_verification, assign, unit_id_for
 from checkoutlab.fraud.export import customer_key
 from checkoutlab.fraud.scorer import (
     RiskAssessment,
@@ -44,6 +45,7 @@ from checkoutlab.profile.rules import RuleOutcome, evaluate_rules
 from checkoutlab.profile.schema import (
     UI,
     Amount,
+    ExperimentAssignment,
     Inventory,
     InventoryLine,
     Loyalty,
@@ -255,7 +257,17 @@ def build(
         "customer": context["customer"],
     }
     rules = evaluate_rules(config.rules, activation)
-    verification = _verification(level, context, rules, assessment.degraded)
+    # Experiment variant: after risk and rules, so a variant can add steps but never remove one.
+    unit_id = unit_id_for(customer_ref=checkout.customer_ref, session_id=checkout.id)
+    assignment = assign(db, merchant.id, unit_id, activation)
+    verification = apply_verification(
+        _verification(level, context, rules, assessment.degraded), assignment
+    )
+    form = assignment.config if assignment is not None else None
+    if form is not None and form.ordering_policy is not None:
+        config = config.model_copy(
+            update={"ordering_policy": form.ordering_policy, "ordering_params": {}}
+        )
     policy = services.policy(config, merchant.id)
     order, propensity, policy_name, policy_version = _methods(
         config, checkout, context, rules, policy
@@ -292,9 +304,21 @@ def build(
         verification=verification,
         loyalty=_loyalty(config, checkout, locale),
         inventory=_inventory(db, checkout),
-        experiment=None,
+        experiment=(
+            ExperimentAssignment(
+                key=assignment.key,
+                variant=assignment.variant,
+                probability=assignment.probability,
+            )
+            if assignment is not None
+            else None
+        ),
         ordering=Ordering(policy=policy_name, policy_version=policy_version, propensity=propensity),
-        ui=UI(layout=rules.layout or config.layout, locale=locale, theme=config.theme),
+        ui=UI(
+            layout=rules.layout or (form.layout if form else None) or config.layout,
+            locale=locale,
+            theme=(form.theme if form and form.theme else None) or config.theme,
+        ),
         expires_at=checkout.expires_at,
     )
     _log_decision(db, merchant, checkout, profile, context, features, assessment, rules)
@@ -332,9 +356,9 @@ def _log_decision(
             policy_version=profile.ordering.policy_version,
             propensity=profile.ordering.propensity,
             ordering=[m.type.value for m in profile.methods],
-            experiment_key=None,
-            variant=None,
-            assignment_probability=None,
+            experiment_key=profile.experiment.key if profile.experiment else None,
+            variant=profile.experiment.variant if profile.experiment else None,
+            assignment_probability=profile.experiment.probability if profile.experiment else None,
             verification=profile.verification.model_dump(),
             profile=profile.model_dump(mode="json", exclude={"token"}),
             created_at=utcnow(),
