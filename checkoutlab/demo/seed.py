@@ -83,6 +83,7 @@ def seed(*, db: Session, keys_file: Path = KEYS_FILE) -> dict[str, str]:
         levels=[InventoryLevel(sku=p["sku"], quantity=p["stock"]) for p in CATALOGUE],
     )
     _seed_history(db, created.merchant_id)
+    _seed_experiment(db, created.merchant_id)
     keys = {
         "merchant_id": created.merchant_id,
         "publishable_key": created.publishable_key,
@@ -92,6 +93,27 @@ def seed(*, db: Session, keys_file: Path = KEYS_FILE) -> dict[str, str]:
     keys_file.write_text(json.dumps(keys, indent=2))
     keys_file.chmod(0o600)
     return keys
+
+
+DEMO_EXPERIMENT: dict[str, Any] = {
+    "key": "list_vs_tabs",
+    "hypothesis": "A single list of methods converts better than tabs.",
+    "variants": [
+        {"key": "control", "control": True, "weight": 1},
+        {"key": "list", "weight": 1, "config": {"layout": "list"}},
+    ],
+}
+
+
+def _seed_experiment(db: Session, merchant_id: str) -> None:
+    """One running experiment, so the demo's results page has something to show."""
+    from checkoutlab.experiments import service
+    from checkoutlab.experiments.schemas import ExperimentCreate
+
+    experiment = service.create(
+        db=db, merchant_id=merchant_id, data=ExperimentCreate.model_validate(DEMO_EXPERIMENT)
+    )
+    service.start(db=db, experiment=experiment)
 
 
 def _seed_history(db: Session, merchant_id: str) -> None:

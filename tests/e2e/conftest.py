@@ -24,6 +24,7 @@ from checkoutlab.api.app import create_app
 from checkoutlab.config import Settings
 from checkoutlab.db import Database
 from checkoutlab.demo import seed
+from checkoutlab.experiments import service as experiments
 
 CHROMIUM = os.environ.get("CHECKOUTLAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -75,6 +76,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     database.upgrade()
     with database.session() as session:
         keys = seed(db=session, keys_file=tmp / "demo_keys.json")
+        # the demo's running experiment would randomize layouts; these tests pin them
+        demo_experiment = experiments.get(
+            db=session, merchant_id=keys["merchant_id"], key="list_vs_tabs"
+        )
+        experiments.stop(db=session, experiment=demo_experiment)
     settings = Settings(
         environment="test",
         database_url=database.url,
