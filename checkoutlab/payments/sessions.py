@@ -11,6 +11,7 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from checkoutlab.db import new_id, utcnow
@@ -169,9 +170,21 @@ def read(
 
 
 def set_inventory(*, db: Session, merchant_id: str, levels: list[InventoryLevel]) -> None:
+    """Upsert stock levels. Two requests adding the same new SKU at once race on the unique
+    (merchant, sku) row; the loser retries once as an update instead of answering 500."""
     skus = [level.sku for level in levels]
     if len(set(skus)) != len(skus):
         raise InvalidRequest("items lists the same sku twice", param="items")
+    try:
+        _write_inventory(db, merchant_id, levels, skus)
+    except IntegrityError:
+        db.rollback()
+        _write_inventory(db, merchant_id, levels, skus)
+
+
+def _write_inventory(
+    db: Session, merchant_id: str, levels: list[InventoryLevel], skus: list[str]
+) -> None:
     existing = {
         item.sku: item
         for item in db.scalars(

@@ -475,3 +475,29 @@ def test_a_sale_takes_its_items_from_stock(client, merchant, new_checkout):
     profile = second.profile()
     assert profile["inventory"]["in_stock"] is False
     assert_error(second.confirm(profile["token"], key="x"), 400, code="out_of_stock")
+
+
+def test_racing_inventory_inserts_retry_as_update(database, merchant, monkeypatch):
+    from checkoutlab.payments import sessions as sessions_module
+    from checkoutlab.payments.models import InventoryItem
+    from checkoutlab.payments.schemas import InventoryLevel
+
+    original = sessions_module._write_inventory
+    raced: list[bool] = []
+
+    def racing(db, merchant_id, levels, skus):
+        if not raced:  # another request inserts the same new SKU first
+            raced.append(True)
+            with database.session() as other:
+                other.add(InventoryItem(merchant_id=merchant_id, sku="NEW", quantity=1))
+                other.commit()
+            db.add(InventoryItem(merchant_id=merchant_id, sku="NEW", quantity=5))
+            db.commit()  # the loser's insert: unique violation
+        return original(db, merchant_id, levels, skus)
+
+    monkeypatch.setattr(sessions_module, "_write_inventory", racing)
+    with database.session() as db:
+        sessions_module.set_inventory(
+            db=db, merchant_id=merchant.id, levels=[InventoryLevel(sku="NEW", quantity=5)]
+        )
+        assert sessions_module.inventory(db=db, merchant_id=merchant.id) == {"NEW": 5}
