@@ -240,7 +240,10 @@ def demo(
     console.print(f"  publishable_key:    {keys['publishable_key']}")
     console.print(f"  secret_key:         {keys['secret_key']}")
     uvicorn.run(
-        create_app(demo_keys=keys), host=host, port=port, log_level=get_settings().log_level.lower()
+        create_app(demo_keys=keys, demo_api_base=base),
+        host=host,
+        port=port,
+        log_level=get_settings().log_level.lower(),
     )
 
 

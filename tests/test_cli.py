@@ -109,3 +109,20 @@ def test_keys_roll_list_and_audit(db_url: str) -> None:
     assert audit.exit_code == 0, audit.output
     unknown = runner.invoke(app, ["merchants", "keys", "roll", "--merchant", "mer_nope"])
     assert unknown.exit_code == 1
+
+
+def test_demo_serves_the_store_against_its_own_port(db_url: str, tmp_path, monkeypatch) -> None:
+    """The demo's merchant backend must call the port it serves, not a default or the Host."""
+    import uvicorn
+
+    captured = {}
+    monkeypatch.setenv("CHECKOUTLAB_RISK_SCORER", "rules")
+    monkeypatch.chdir(tmp_path)  # var/demo_keys.json goes here
+    get_settings.cache_clear()
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: captured.update(app=app, **kwargs))
+    result = runner.invoke(app, ["demo", "--port", "8123"])
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert captured["port"] == 8123
+    assert captured["app"].state.demo_api_base == "http://127.0.0.1:8123"
+    assert "Demo store:         http://127.0.0.1:8123/demo" in result.output

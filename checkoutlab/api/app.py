@@ -105,6 +105,7 @@ def create_app(
         from checkoutlab.demo.router import make_router, static_files
 
         app.include_router(make_router(demo_keys, demo_api_base))
+        app.state.demo_api_base = demo_api_base
         app.mount("/demo/static", static_files(), name="demo-static")
 
     @app.get("/healthz", tags=["operations"])
