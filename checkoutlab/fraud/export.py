@@ -12,12 +12,12 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from babel.numbers import get_currency_precision
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from checkoutlab.fraud.models import Outcome
 from checkoutlab.fraud.outcomes import FRAUD_TYPES
+from checkoutlab.money import to_major
 from checkoutlab.payments.models import Payment
 from checkoutlab.profile.models import Decision
 
@@ -77,7 +77,7 @@ def transaction_row(
         "TX_DATETIME": payment.created_at.replace(tzinfo=None),
         "CUSTOMER_ID": customer_key(payment.merchant_id, payment.customer_ref, payment.session_id),
         "TERMINAL_ID": payment.merchant_id,
-        "TX_AMOUNT": payment.amount / 10 ** get_currency_precision(payment.currency),
+        "TX_AMOUNT": to_major(payment.amount, payment.currency),
         "TX_FRAUD": int(label_reported_at is not None),
         "LABEL_REPORTED_AT": label_reported_at.replace(tzinfo=None)
         if label_reported_at

@@ -17,7 +17,6 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from babel.numbers import get_currency_precision
 from sqlalchemy import and_, or_, select
 
 from checkoutlab.db import Database, utcnow
@@ -26,6 +25,7 @@ from checkoutlab.fraud.features import FeatureSpec
 from checkoutlab.fraud.models import Outcome
 from checkoutlab.fraud.online import OnlineFeatureStore
 from checkoutlab.fraud.outcomes import FRAUD_TYPES
+from checkoutlab.money import to_major
 from checkoutlab.payments.models import Payment
 from checkoutlab.profile.models import Decision
 
@@ -130,7 +130,7 @@ class PlatformFeatureStore:
             "TX_DATETIME": at.replace(tzinfo=None),
             "CUSTOMER_ID": customer_id,
             "TERMINAL_ID": terminal_id,
-            "TX_AMOUNT": amount / 10 ** get_currency_precision(currency),
+            "TX_AMOUNT": to_major(amount, currency),
             "DEVICE_TYPE": context.get("device", {}).get("type"),
             "COUNTRY": context.get("location", {}).get("country"),
             "METHOD": None,  # chosen after the profile; models scoring profiles must not use it

@@ -35,15 +35,6 @@ log = logging.getLogger(__name__)
 _OWN_CODES = {"processing_error", "authentication_failed", "expired_card", "incorrect_cvc"}
 
 
-def _check_client_secret(checkout: CheckoutSession, client_secret: str) -> None:
-    if not hmac.compare_digest(checkout.client_secret.encode(), client_secret.encode()):
-        raise InvalidRequest(
-            "client_secret does not match this checkout session.",
-            code="invalid_client_secret",
-            param="client_secret",
-        )
-
-
 def _missing_steps(body: ConfirmRequest, claims: ProfileClaims) -> None:
     """Refuse, naming the first required step that the request does not satisfy."""
     method = body.payment_method.type
@@ -171,7 +162,7 @@ def confirm(
     idempotency_key: str,
 ) -> tuple[int, dict[str, Any]]:
     checkout = sessions.get(db=db, merchant_id=merchant.id, session_id=session_id, for_update=True)
-    _check_client_secret(checkout, body.client_secret)
+    sessions.check_client_secret(checkout, body.client_secret)
     sessions.ensure_open(checkout)
     if any(p.status == "processing" for p in sessions.payments_of(db=db, checkout=checkout)):
         raise InvalidRequest(
@@ -281,7 +272,7 @@ def complete_challenge(
     gateway: Gateway,
 ) -> tuple[int, dict[str, Any]]:
     checkout = sessions.get(db=db, merchant_id=merchant.id, session_id=session_id, for_update=True)
-    _check_client_secret(checkout, body.client_secret)
+    sessions.check_client_secret(checkout, body.client_secret)
     payment = db.get(Payment, payment_id)
     if payment is None or payment.merchant_id != merchant.id or payment.session_id != checkout.id:
         raise NotFound(f"No such payment: '{payment_id}'", param="payment_id")

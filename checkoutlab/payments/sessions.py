@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from datetime import timedelta
+from typing import NoReturn
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -87,18 +88,25 @@ def by_client_secret(*, db: Session, merchant_id: str, client_secret: str) -> Ch
             CheckoutSession.id == session_id, CheckoutSession.merchant_id == merchant_id
         )
     )
-    if (
-        not sep
-        or checkout is None
-        or not hmac.compare_digest(checkout.client_secret.encode(), client_secret.encode())
-    ):
-        raise InvalidRequest(
-            "The client_secret does not match any checkout session of this merchant. Pass the "
-            "client_secret returned when your server created the session.",
-            code="invalid_client_secret",
-            param="client_secret",
-        )
+    if not sep or checkout is None:
+        _wrong_client_secret()
+    check_client_secret(checkout, client_secret)
     return checkout
+
+
+def check_client_secret(checkout: CheckoutSession, client_secret: str) -> None:
+    """Constant-time comparison; the one place a browser's client secret is checked."""
+    if not hmac.compare_digest(checkout.client_secret.encode(), client_secret.encode()):
+        _wrong_client_secret()
+
+
+def _wrong_client_secret() -> NoReturn:
+    raise InvalidRequest(
+        "The client_secret does not match any checkout session of this merchant. Pass the "
+        "client_secret returned when your server created the session.",
+        code="invalid_client_secret",
+        param="client_secret",
+    )
 
 
 def status_of(checkout: CheckoutSession) -> str:

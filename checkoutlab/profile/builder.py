@@ -11,13 +11,13 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from babel.numbers import format_currency, get_currency_precision
 from sqlalchemy.orm import Session
 
 from checkoutlab.bandits.policy import MerchantOrderPolicy, OrderingPolicy
 from checkoutlab.bandits.serving import fresh_policy_for
 from checkoutlab.db import new_id, utcnow
 from checkoutlab.elements.catalog import method_config
+from checkoutlab.elements.i18n import format_money
 from checkoutlab.errors import InvalidRequest
 from checkoutlab.events.service import add_server_event
 from checkoutlab.experiments.assignment import apply_verification, assign, unit_id_for
@@ -33,6 +33,7 @@ from checkoutlab.fraud.scorer import (
 from checkoutlab.merchants import service as merchants
 from checkoutlab.merchants.models import Merchant
 from checkoutlab.merchants.schemas import MerchantConfig, MethodType
+from checkoutlab.money import to_major, to_minor
 from checkoutlab.payments import sessions
 from checkoutlab.payments.cards import redact_card_numbers
 from checkoutlab.payments.models import CheckoutSession
@@ -77,11 +78,6 @@ class ProfileServices:
 
 def default_services() -> ProfileServices:
     return ProfileServices(scorer=RulesRiskScorer(), fx=default_fx_provider())
-
-
-def money(value_minor: int, currency: str, locale: str) -> str:
-    major = value_minor / 10 ** get_currency_precision(currency)
-    return format_currency(major, currency, locale=locale)
 
 
 def _assess(
@@ -156,12 +152,11 @@ def _presentment(
     quote = fx.quote(checkout.currency, target)
     if quote is None:
         return None
-    major = checkout.amount / 10 ** get_currency_precision(checkout.currency)
-    value = round(major * quote.rate * 10 ** get_currency_precision(target))
+    value = to_minor(to_major(checkout.amount, checkout.currency) * quote.rate, target)
     return PresentmentFX(
         currency=target,
         value=value,
-        display=money(value, target, locale),
+        display=format_money(value, target, locale),
         rate=round(quote.rate, 6),
         rate_date=quote.date,
         source=quote.source,
@@ -187,7 +182,7 @@ def _loyalty(config: MerchantConfig, checkout: CheckoutSession, locale: str) -> 
         program=program.name,
         balance_points=checkout.loyalty_balance,
         balance_value=value,
-        balance_display=money(value, checkout.currency, locale),
+        balance_display=format_money(value, checkout.currency, locale),
         can_redeem=value > 0,
     )
 
@@ -195,13 +190,13 @@ def _loyalty(config: MerchantConfig, checkout: CheckoutSession, locale: str) -> 
 def _features(
     checkout: CheckoutSession, history: PurchaseHistory, context: dict[str, Any], failed: int
 ) -> RiskFeatures:
-    major = checkout.amount / 10 ** get_currency_precision(checkout.currency)
+    major = to_major(checkout.amount, checkout.currency)
     avg = history.average_amount
     return RiskFeatures(
         amount_major=major,
         customer_known=checkout.customer_ref is not None,
         customer_payments=history.payments_count,
-        customer_avg_amount=avg / 10 ** get_currency_precision(checkout.currency) if avg else None,
+        customer_avg_amount=to_major(avg, checkout.currency) if avg else None,
         customer_disputes=history.disputes,
         session_failed_attempts=failed,
         proxy=bool(context["network"]["proxy"]),
@@ -291,7 +286,7 @@ def build(
         amount=Amount(
             value=checkout.amount,
             currency=checkout.currency,
-            display=money(checkout.amount, checkout.currency, locale),
+            display=format_money(checkout.amount, checkout.currency, locale),
             presentment=_presentment(services.fx, checkout, context, locale),
         ),
         risk=risk,
