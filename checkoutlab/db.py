@@ -105,10 +105,14 @@ def alembic_config(engine: Engine) -> Any:
 
 
 def upgrade(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest migration (idempotent)."""
+    """Create or upgrade the schema to the newest migration (idempotent).
+
+    ``heads``, not ``head``: work developed in parallel lands as sibling branches off one
+    revision until a merge revision joins them; upgrading must not fail in between.
+    """
     from alembic import command
 
-    command.upgrade(alembic_config(engine), "head")
+    command.upgrade(alembic_config(engine), "heads")
 
 
 def import_models() -> None:
