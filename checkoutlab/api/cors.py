@@ -30,8 +30,8 @@ from checkoutlab.api.security import bearer_key, header, is_https, is_public_pat
 from checkoutlab.merchants.models import Merchant
 
 ALLOW_METHODS = "POST"
-ALLOW_HEADERS = ("authorization", "content-type", "idempotency-key")
-EXPOSE_HEADERS = "Retry-After, Idempotent-Replayed"
+ALLOW_HEADERS = ("authorization", "content-type", "idempotency-key", "x-request-id")
+EXPOSE_HEADERS = "Retry-After, Idempotent-Replayed, X-Request-Id"
 MAX_AGE = "600"
 
 

@@ -64,6 +64,11 @@ def test_preflight_answers_listed_origins_only(client: TestClient, shops: Any) -
     assert refused.status_code == 403
     assert "access-control-allow-origin" not in refused.headers
     assert refused.json()["error"]["code"] == "origin_not_allowed"
+    traced = _preflight(
+        client, SHOP, **{"Access-Control-Request-Headers": "content-type, x-request-id"}
+    )
+    assert traced.status_code == 204  # the widget sends one request id per checkout
+    assert "x-request-id" in traced.headers["access-control-allow-headers"]
     odd_header = _preflight(client, SHOP, **{"Access-Control-Request-Headers": "x-evil"})
     assert "access-control-allow-origin" not in odd_header.headers
 

@@ -72,6 +72,9 @@
       biometric_unavailable: "Biometric confirmation isn't available on this device.",
       wallet_unavailable:
         "This wallet isn't available on this device. Choose another payment method.",
+      card_details: "Card details",
+      stripe_unavailable: "Card payments can't be loaded on this page. Reload the page or contact the shop.",
+      stripe_failed: "We couldn't check your card details. Try again.",
     },
     de: {
       loading: "Zahlungsoptionen werden geladen…",
@@ -110,6 +113,10 @@
       biometric_unavailable: "Biometrische Bestätigung ist auf diesem Gerät nicht verfügbar.",
       wallet_unavailable:
         "Diese Wallet ist auf diesem Gerät nicht verfügbar. Wählen Sie eine andere Zahlungsmethode.",
+      card_details: "Kartendaten",
+      stripe_unavailable:
+        "Kartenzahlungen können auf dieser Seite nicht geladen werden. Laden Sie die Seite neu oder wenden Sie sich an den Shop.",
+      stripe_failed: "Ihre Kartendaten konnten nicht geprüft werden. Versuchen Sie es erneut.",
     },
     fr: {
       loading: "Chargement des moyens de paiement…",
@@ -144,6 +151,10 @@
       biometric_unavailable: "La confirmation biométrique n'est pas disponible sur cet appareil.",
       wallet_unavailable:
         "Ce portefeuille n'est pas disponible sur cet appareil. Choisissez un autre moyen de paiement.",
+      card_details: "Informations de carte",
+      stripe_unavailable:
+        "Le paiement par carte ne peut pas être chargé sur cette page. Rechargez la page ou contactez la boutique.",
+      stripe_failed: "Impossible de vérifier les informations de votre carte. Réessayez.",
     },
     es: {
       loading: "Cargando métodos de pago…",
@@ -178,6 +189,10 @@
       biometric_unavailable: "La confirmación biométrica no está disponible en este dispositivo.",
       wallet_unavailable:
         "Este monedero no está disponible en este dispositivo. Elige otro método de pago.",
+      card_details: "Datos de la tarjeta",
+      stripe_unavailable:
+        "No se pueden cargar los pagos con tarjeta en esta página. Vuelve a cargar la página o contacta con la tienda.",
+      stripe_failed: "No hemos podido comprobar los datos de tu tarjeta. Inténtalo de nuevo.",
     },
     ja: {
       loading: "お支払い方法を読み込んでいます…",
@@ -211,6 +226,9 @@
       biometric_unavailable: "このデバイスでは生体認証を利用できません。",
       wallet_unavailable:
         "このデバイスではこのウォレットを利用できません。別のお支払い方法を選択してください。",
+      card_details: "カード情報",
+      stripe_unavailable: "このページではカード決済を読み込めません。ページを再読み込みするか、ショップにお問い合わせください。",
+      stripe_failed: "カード情報を確認できませんでした。もう一度お試しください。",
     },
   };
 
@@ -657,6 +675,42 @@
   }
 
   /**
+   * `merchantConfig.stripe` → null (sandbox mode: the platform tokenizes the card) or
+   * {publishableKey}: Stripe mode, where the card is collected by Stripe.js Elements and
+   * the platform only ever receives a PaymentMethod id (PCI DSS SAQ-A).
+   */
+  function stripeOptions(stripe) {
+    if (stripe == null || stripe === false) return null;
+    if (!isPlainObject(stripe)) {
+      throw configError(
+        "merchantConfig.stripe must be an object such as {publishableKey: 'pk_test_...'} " +
+          "(your Stripe publishable key), or omitted for the sandbox.",
+        TypeError,
+      );
+    }
+    for (const name of Object.keys(stripe)) {
+      if (name !== "publishableKey") {
+        throw configError("unknown merchantConfig.stripe option '" + name + "'. Use {publishableKey: 'pk_...'}.");
+      }
+    }
+    const key = typeof stripe.publishableKey === "string" ? stripe.publishableKey.trim() : "";
+    if (/^(sk|rk)_/.test(key)) {
+      throw configError(
+        "merchantConfig.stripe.publishableKey is a Stripe secret or restricted key. Never use it " +
+          "in the browser: pass your Stripe publishable key (pk_...), and roll the exposed key " +
+          "in the Stripe Dashboard.",
+      );
+    }
+    if (!/^pk_[A-Za-z0-9_]+$/.test(key)) {
+      throw configError(
+        "merchantConfig.stripe.publishableKey must be your Stripe publishable key (pk_test_... " +
+          "or pk_live_..., from the Stripe Dashboard).",
+      );
+    }
+    return { publishableKey: key };
+  }
+
+  /**
    * Check `orchestratePayment`'s arguments and resolve the container. Throws an Error whose
    * message says what to fix. `env` defaults to the page (globalThis); tests pass a fake.
    */
@@ -727,6 +781,7 @@
       throw configError("merchantConfig.signal must be an AbortSignal.", TypeError);
     }
     const appearance = appearanceProperties(merchantConfig.appearance);
+    const stripe = stripeOptions(merchantConfig.stripe);
 
     const doc = g.document;
     if (!doc || typeof doc.querySelector !== "function") {
@@ -775,6 +830,7 @@
           ? merchantConfig.timeoutMs
           : DEFAULT_TIMEOUT_MS,
       sandbox: /^pk_test_/.test(key.trim()),
+      stripe: stripe,
     };
   }
 
@@ -820,17 +876,50 @@
     }
   }
 
+  const REQUEST_ID_PATTERN = /^[A-Za-z0-9-]{1,64}$/;
+  const PAN_LIKE = /\d(?:-?\d){11}/; // as checkoutlab.payments.cards' redaction sees digits
+
+  /**
+   * One id per checkout, sent as `X-Request-Id` on every API call of that checkout (and as
+   * `request_id` in its events) so one checkout can be followed across API, learner and
+   * gateway logs: crypto.randomUUID() when available, else 32 hex digits from
+   * crypto.getRandomValues. Always at most 64 characters of [A-Za-z0-9-]; null (no header)
+   * in a browser without Web Crypto, where tracing must not stop the payment.
+   */
+  function newRequestId(env) {
+    const c = (env || global).crypto;
+    const draw = () => {
+      if (c && typeof c.randomUUID === "function") return c.randomUUID();
+      if (c && typeof c.getRandomValues === "function") {
+        return Array.from(c.getRandomValues(new Uint8Array(16)), (x) => x.toString(16).padStart(2, "0")).join("");
+      }
+      return null;
+    };
+    try {
+      // Redraw an id with 12+ digits in a row (dashes allowed): log and event redaction takes
+      // such a run for a card number and would cut the trail this id is for.
+      for (let i = 0; i < 20; i++) {
+        const id = draw();
+        if (!id || !PAN_LIKE.test(id)) return id;
+      }
+    } catch (err) {
+      /* insecure context without randomUUID, or a broken polyfill */
+    }
+    return null;
+  }
+
   /**
    * A small JSON client for the browser routes. `request(path, body, {idempotencyKey, retry,
    * keepalive, signal})` resolves to {ok, status, body} for every HTTP answer (after retrying
    * the retryable ones) and rejects only with NetworkError / TimeoutError / AbortError once
    * retries are exhausted. Each attempt has its own timeout (AbortController); a retry of a
    * confirm reuses the caller's Idempotency-Key, so the server answers it from its record
-   * instead of charging twice.
+   * instead of charging twice. With `requestId` every request carries `X-Request-Id`.
    */
   function createApiClient(options) {
     const o = options || {};
     const base = String(o.apiBase || "").replace(/\/+$/, "");
+    const requestId = typeof o.requestId === "string" && REQUEST_ID_PATTERN.test(o.requestId) ? o.requestId : null;
     const timeoutMs = o.timeoutMs || DEFAULT_TIMEOUT_MS;
     const maxAttempts = o.maxAttempts || DEFAULT_MAX_ATTEMPTS;
     const sleep = o.sleep || defaultSleep;
@@ -861,6 +950,7 @@
         Accept: "application/json",
       };
       if (opts.idempotencyKey) headers["Idempotency-Key"] = opts.idempotencyKey;
+      if (requestId) headers["X-Request-Id"] = requestId;
       const fail = (err) => {
         if (parent && parent.aborted) return namedError("AbortError", "Checkoutlab: request canceled", err);
         if (timedOut) {
@@ -941,7 +1031,7 @@
       }
     }
 
-    return { request: request };
+    return { request: request, requestId: requestId };
   }
 
   // ------------------------------------------------------------------------------------------
@@ -975,6 +1065,7 @@
     "payment_method.card.exp_month": "exp",
     "payment_method.card.exp_year": "exp",
     "payment_method.card.cvc": "cvc",
+    "payment_method.token": "stripe_card",
     "verification.cvv": "cvv_recheck",
     "verification.billing_address": "billing_line1",
     "verification.billing_address.line1": "billing_line1",
@@ -1037,6 +1128,8 @@
    * input name (card_number, exp, cvc, cvv_recheck, billing_line1, billing_postal_code,
    * billing_country, ideal_bank, iban, account_holder, redeem_points). Returns
    * {errors: {field: {key, vars?}}, payment} where `payment` is null when there are errors.
+   * With `stripe: true` a card payment is {type: "card"} without card fields: the caller adds
+   * the Stripe PaymentMethod id as `token`.
    */
   function buildPayment(values, options) {
     const v = values || {};
@@ -1047,7 +1140,10 @@
     const text = (name) => normalizeText(v[name]).trim();
     const payment = { payment_method: { type: method }, verification: {}, redeem_points: !!v.redeem_points };
 
-    if (method === "card") {
+    if (method === "card" && o.stripe) {
+      // Stripe mode: the card is in Stripe's Element (validated there) and reaches the
+      // platform only as a PaymentMethod id, added by the caller; the CVC cannot be re-entered.
+    } else if (method === "card") {
       const number = digitsOnly(v.card_number);
       const brand = detectBrand(number);
       const numberKey = cardNumberError(number);
@@ -1136,7 +1232,10 @@
         session_id: ids.session_id,
         decision_id: ids.decision_id,
         occurred_at: new Date().toISOString(),
-        properties: Object.assign({ widget_version: VERSION }, eventProperties(properties)),
+        properties: Object.assign(
+          api.requestId ? { widget_version: VERSION, request_id: api.requestId } : { widget_version: VERSION },
+          eventProperties(properties),
+        ),
       });
       if (type !== "interaction" || queue.length >= EVENT_BATCH_MAX) flush();
       else if (!timer) timer = setTimeout(flush, EVENT_FLUSH_MS);
@@ -1177,6 +1276,15 @@
     "  border-radius: var(--cl-radius); border: 1px solid var(--cl-primary);",
     "  color: var(--cl-on-primary); background-color: var(--cl-primary); }",
     ".cl-root .cl-submit[aria-busy=\"true\"] { cursor: progress; }",
+    // Stripe mode: the card Element's light-DOM mount point (slotted, or in place without
+    // Shadow DOM), framed like the form's inputs.
+    "::slotted([slot=\"checkoutlab-stripe-card\"]), .cl-root .cl-stripe-card { display: block;",
+    "  padding: 12px; border: 1px solid var(--cl-border, #c4c9d4); border-radius: var(--cl-radius);",
+    "  background-color: var(--cl-background); }",
+    "::slotted(.StripeElement--focus), .cl-root .cl-stripe-card.StripeElement--focus {",
+    "  outline: 2px solid var(--cl-primary); outline-offset: 1px; }",
+    "::slotted(.StripeElement--invalid), .cl-root .cl-stripe-card.StripeElement--invalid {",
+    "  border-color: var(--cl-danger); }",
   ].join("\n");
 
   let htmlPolicy; // Trusted Types policy, created once per page
@@ -1275,6 +1383,56 @@
     return node;
   }
 
+  const STRIPE_JS_WAIT_MS = 10000;
+
+  /**
+   * window.Stripe, or null. When the page has a Stripe.js script tag that has not run yet
+   * (async or dynamically injected, as @stripe/stripe-js's loadStripe does), wait for it, up to
+   * `timeoutMs`; without such a tag, answer at once.
+   */
+  function waitForStripeJs(g, doc, timeoutMs) {
+    if (typeof g.Stripe === "function") return Promise.resolve(g.Stripe);
+    let script = null;
+    try {
+      script = doc.querySelector('script[src^="https://js.stripe.com/"]');
+    } catch (err) {
+      script = null;
+    }
+    if (!script) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const started = Date.now();
+      const poll = setInterval(check, 50);
+      function done() {
+        clearInterval(poll);
+        script.removeEventListener("load", check);
+        script.removeEventListener("error", fail);
+        resolve(typeof g.Stripe === "function" ? g.Stripe : null);
+      }
+      function check() {
+        if (typeof g.Stripe === "function" || Date.now() - started >= timeoutMs) done();
+      }
+      function fail() {
+        done();
+      }
+      script.addEventListener("load", check);
+      script.addEventListener("error", fail);
+    });
+  }
+
+  /** The card Element's text style from `appearance` (colours as #hex or rgb() only, which
+   *  Stripe accepts; the frame cannot read the page's CSS custom properties). */
+  function stripeStyle(appearance) {
+    const props = {};
+    for (const pair of appearance || []) props[pair[0]] = pair[1];
+    const color = (value) => (value && /^(#[0-9a-f]{3,8}|rgba?\([\d\s.,%]+\))$/i.test(value) ? value : undefined);
+    const base = { fontSize: "16px" };
+    if (color(props["--cl-text"])) base.color = color(props["--cl-text"]);
+    if (props["--cl-font"] && !/var\(/.test(props["--cl-font"])) base.fontFamily = props["--cl-font"];
+    const style = { base: base };
+    if (color(props["--cl-danger"])) style.invalid = { color: color(props["--cl-danger"]), iconColor: color(props["--cl-danger"]) };
+    return style;
+  }
+
   // ------------------------------------------------------------------------------------------
   // One checkout on one container
   // ------------------------------------------------------------------------------------------
@@ -1312,10 +1470,15 @@
     this.started = Date.now();
     this.ids = { session_id: null, decision_id: null };
     this.listeners = [];
+    this.requestId = newRequestId(global);
+    this.stripe = null; // the Stripe.js instance, in Stripe mode
+    this.stripeCard = null; // the mounted card Element
+    this.stripeActions = {};
     this.api = createApiClient({
       publishableKey: config.publishableKey,
       apiBase: config.apiBase,
       timeoutMs: config.timeoutMs,
+      requestId: this.requestId,
       onRetry: () => {
         if (this.statusText && !this.finished) this.showStatus("retrying", { state: "busy" });
       },
@@ -1471,6 +1634,10 @@
         const detected = await detectCapabilities(global, { locale: this.config.locale });
         this.context = mergeContext(detected, this.userContext);
       }
+      if (this.config.stripe && !this.stripe) {
+        this.stripe = await this.initStripe();
+        if (this.finished) return;
+      }
       const signal = this.abort.signal;
       if (!this.profile) {
         const res = await this.api.request(
@@ -1557,6 +1724,7 @@
       this.finish({ status: "failed", reason: reason });
       return;
     }
+    if (this.stripe && !this.mountStripeCard()) return;
     this.wire();
     this.clearStatus();
     this.emit(STATUS.ready);
@@ -1570,6 +1738,212 @@
       variant: profile.experiment ? profile.experiment.variant : null,
       policy: profile.ordering ? profile.ordering.policy : null,
     });
+  };
+
+  // -- Stripe mode ---------------------------------------------------------------------------------
+  //
+  // With merchantConfig.stripe the card is collected by Stripe.js Elements (loaded by the
+  // merchant from js.stripe.com) and the platform receives only the PaymentMethod id (PCI DSS
+  // SAQ-A). Nothing falls back to the widget's own card fields: without Stripe.js the widget
+  // fails loudly.
+
+  /** Stripe.js refuses to mount Elements inside a shadow root ("Elements cannot be mounted in
+   *  a ShadowRoot. Please mount in the Light DOM."): its frames must be reachable from the
+   *  page. The mount point is therefore a light-DOM child of the widget's host element,
+   *  projected into the form, where the card fields were, through a <slot> of this name. */
+  const STRIPE_SLOT = "checkoutlab-stripe-card";
+
+  Checkout.prototype.stripeFailure = function (detail) {
+    const error = configError(detail);
+    if (global.console) global.console.error(error.message);
+    this.showStatus("stripe_unavailable", { state: "failed" });
+    return error;
+  };
+
+  /** The Stripe instance for merchantConfig.stripe.publishableKey. Waits for a Stripe.js
+   *  script tag that is still loading; throws a misuse error (after saying so in the console
+   *  and to the shopper) when Stripe.js is not on the page. */
+  Checkout.prototype.initStripe = async function () {
+    const factory = await waitForStripeJs(global, this.mount.doc, STRIPE_JS_WAIT_MS);
+    if (this.finished) return null;
+    if (typeof factory !== "function") {
+      throw this.stripeFailure(
+        "merchantConfig.stripe is set but Stripe.js is not loaded (window.Stripe is missing). Add " +
+          "<script src=\"https://js.stripe.com/v3/\"></script> to the page before calling " +
+          "orchestratePayment, and allow js.stripe.com in your Content-Security-Policy. In Stripe " +
+          "mode card details never go to Checkout Lab, so the widget does not fall back to its own " +
+          "card fields.",
+      );
+    }
+    let stripe = null;
+    try {
+      stripe = factory(this.config.stripe.publishableKey);
+    } catch (err) {
+      throw this.stripeFailure("Stripe(merchantConfig.stripe.publishableKey) failed: " + (err && err.message));
+    }
+    if (!stripe || typeof stripe.elements !== "function" || typeof stripe.createPaymentMethod !== "function") {
+      throw this.stripeFailure(
+        "window.Stripe is not Stripe.js v3 (no elements() / createPaymentMethod()). Load it from " +
+          "https://js.stripe.com/v3/.",
+      );
+    }
+    return stripe;
+  };
+
+  /** Replace the form's card number / expiry / CVC inputs with Stripe's card Element. Returns
+   *  false (after failing the checkout loudly) when it cannot be mounted. */
+  Checkout.prototype.mountStripeCard = function () {
+    const number = this.input("card_number");
+    if (!number) return true; // no card method in this form
+    const mount = this.mount;
+    const doc = mount.doc;
+    const page = typeof mount.host.getRootNode === "function" ? mount.host.getRootNode() : doc;
+    if (page !== doc) {
+      this.fail(
+        this.stripeFailure(
+          "merchantConfig.container is inside a shadow root, and Stripe Elements can only be " +
+            "mounted in the light DOM. Put the container directly in the page's document.",
+        ),
+      );
+      return false;
+    }
+    const target = el(doc, "div", { class: "cl-stripe-card", "data-role": "stripe-card" });
+    const field = el(doc, "div", { class: "cl-field cl-stripe-field", "data-role": "stripe-card-field" });
+    field.appendChild(el(doc, "span", { class: "cl-label", id: "cl-stripe-card-label" }, this.t("card_details")));
+    if (mount.shadow) {
+      target.setAttribute("slot", STRIPE_SLOT);
+      field.appendChild(el(doc, "slot", { name: STRIPE_SLOT }));
+    } else {
+      field.appendChild(target);
+    }
+    field.appendChild(
+      el(doc, "p", { class: "cl-error", id: "cl-stripe-card-error", "data-role": "error", "data-for": "stripe_card", "aria-live": "polite" }),
+    );
+    const numberField = number.closest(".cl-field") || number;
+    numberField.parentNode.insertBefore(field, numberField);
+    for (const name of ["card_number", "exp", "cvc"]) {
+      const input = this.input(name);
+      if (!input) continue;
+      const wrapper = input.closest(".cl-field") || input;
+      const row = wrapper.parentNode;
+      wrapper.remove();
+      if (row && row.classList && row.classList.contains("cl-row") && !row.querySelector(".cl-field")) row.remove();
+    }
+    // The card fields are gone. So is CVC re-entry (verification.cvv): the CVC lives in
+    // Stripe's frame, which the issuer checks, and must never reach the platform.
+    if (mount.shadow) {
+      for (const old of Array.from(mount.host.children)) {
+        if (old.getAttribute("slot") === STRIPE_SLOT) old.remove();
+      }
+      mount.host.appendChild(target);
+    }
+    const profile = this.profile;
+    let card;
+    try {
+      const elements = this.stripe.elements({ locale: languageOf(profile.ui && profile.ui.locale) });
+      card = elements.create("card", {
+        hidePostalCode: !!(profile.verification && profile.verification.avs), // asked by the form
+        style: stripeStyle(this.config.appearance),
+      });
+      card.mount(target);
+    } catch (err) {
+      this.fail(this.stripeFailure("Stripe Elements could not be mounted: " + (err && err.message)));
+      return false;
+    }
+    this.stripeCard = card;
+    if (typeof card.on === "function") {
+      card.on("change", (event) => {
+        this.setFieldError("stripe_card", event && event.error && event.error.message ? event.error.message : "");
+      });
+      card.on("focus", () => {
+        if (this.focused.stripe_card) return;
+        this.focused.stripe_card = true;
+        this.events.track("interaction", { action: "field_focus", field: "stripe_card" });
+      });
+    }
+    return true;
+  };
+
+  /** Stripe's billing_details from the form: the name on the card and, when the profile
+   *  asks for address verification, the billing address. */
+  Checkout.prototype.billingDetails = function (payment) {
+    const details = {};
+    const name = this.input("cardholder_name");
+    if (name && normalizeText(name.value).trim()) details.name = normalizeText(name.value).trim();
+    const address = payment.verification && payment.verification.billing_address;
+    if (address) {
+      details.address = { line1: address.line1, postal_code: address.postal_code, country: address.country };
+    }
+    return details;
+  };
+
+  /**
+   * stripe.createPaymentMethod for the card Element. Resolves to the PaymentMethod id, or
+   * null after showing Stripe's message in the form's error region (no confirm is sent).
+   */
+  Checkout.prototype.createStripePaymentMethod = async function (payment) {
+    this.setBusy(true);
+    this.showStatus("processing", { state: "busy" });
+    this.emit(STATUS.processing);
+    let result;
+    try {
+      result = await this.stripe.createPaymentMethod({
+        type: "card",
+        card: this.stripeCard,
+        billing_details: this.billingDetails(payment),
+      });
+    } catch (err) {
+      if (global.console) global.console.error("Checkoutlab: stripe.createPaymentMethod threw", err);
+      result = null;
+    }
+    this.setBusy(false);
+    if (this.cancelRequested) {
+      this.finish({ status: "canceled" });
+      return null;
+    }
+    if (this.finished) return null;
+    const method = result && !result.error ? result.paymentMethod : null;
+    if (method && typeof method.id === "string" && method.id) return method.id;
+    const error = (result && result.error) || {};
+    this.clearStatus();
+    this.setFieldError("form", error.message || this.t("stripe_failed"));
+    if (error.type === "validation_error" && typeof this.stripeCard.focus === "function") this.stripeCard.focus();
+    this.events.track("interaction", { action: "stripe_error", code: error.code || error.type || "stripe_error" });
+    this.emit(STATUS.ready, { reason: error.code || "stripe_error" });
+    return null;
+  };
+
+  /**
+   * A Stripe next action (3-D Secure): stripe.handleNextAction with the PaymentIntent's client
+   * secret, then the challenge endpoint, where the server reads the intent from Stripe and
+   * confirms it (so the platform, not the browser, decides). Stripe's own result decides the
+   * outcome reported; a next action that keeps coming back ends with an error, not a loop.
+   */
+  Checkout.prototype.handleStripeAction = async function (payment) {
+    const count = (this.stripeActions[payment.id] || 0) + 1;
+    this.stripeActions[payment.id] = count;
+    this.challenge = payment;
+    if (count > 3) {
+      this.challenge = null;
+      this.setBusy(false);
+      this.showStatus("unavailable", { state: "error" });
+      this.emit(STATUS.error, { reason: "next_action_loop", payment: payment });
+      return;
+    }
+    this.setBusy(true);
+    this.showStatus("requires_action", { state: "busy" });
+    this.emit(STATUS.requiresAction, { payment: payment });
+    let outcome = "succeeded";
+    try {
+      const result = await this.stripe.handleNextAction({ clientSecret: payment.next_action.client_secret });
+      if (!result || result.error) outcome = "failed";
+    } catch (err) {
+      if (global.console) global.console.error("Checkoutlab: stripe.handleNextAction threw", err);
+      outcome = "failed";
+    }
+    this.setBusy(false);
+    if (this.finished) return;
+    await this.completeChallenge(outcome);
   };
 
   // -- wiring the rendered form ----------------------------------------------------------------
@@ -1687,7 +2061,7 @@
     // CVC re-entry is about the card; the server only asks it of card payments.
     const cvvStep = this.q('[data-step="cvv"]');
     if (cvvStep) {
-      cvvStep.hidden = type !== "card";
+      cvvStep.hidden = type !== "card" || !!this.stripeCard; // Stripe mode: see mountStripeCard
       const section = this.q('[data-step="verification"]');
       if (section) {
         const steps = Array.from(section.querySelectorAll(".cl-step"));
@@ -1790,6 +2164,7 @@
     return buildPayment(this.readValues(), {
       method: this.method,
       verification: this.profile.verification,
+      stripe: !!this.stripeCard,
     });
   };
 
@@ -1860,6 +2235,13 @@
   Checkout.prototype.lockForm = function () {
     if (!this.form) return;
     for (const control of this.qa("input, select, textarea, button")) control.disabled = true;
+    if (this.stripeCard && typeof this.stripeCard.update === "function") {
+      try {
+        this.stripeCard.update({ disabled: true });
+      } catch (err) {
+        /* already destroyed */
+      }
+    }
     if (this.cancelButton) this.cancelButton.hidden = true;
   };
 
@@ -1881,6 +2263,11 @@
     // Before any await: WebAuthn needs the click's user activation.
     if (!(await this.ensureBiometric())) return;
     this.events.track("interaction", { action: "submit", method: method });
+    if (method === "card" && this.stripeCard) {
+      const token = await this.createStripePaymentMethod(result.payment);
+      if (!token) return;
+      result.payment.payment_method = { type: "card", token: token };
+    }
     await this.confirm(result.payment);
   };
 
@@ -2112,7 +2499,13 @@
           this.finish({ status: "canceled" });
           return "canceled";
         }
-        this.showChallenge(payment);
+        const action = payment.next_action;
+        if (this.stripe && typeof action.client_secret === "string" && action.client_secret &&
+            (action.gateway == null || action.gateway === "stripe")) {
+          this.handleStripeAction(payment);
+        } else {
+          this.showChallenge(payment);
+        }
         return "requires_action";
       }
       this.showStatus("unavailable", { state: "error" });
@@ -2168,6 +2561,14 @@
       number.value = "";
       this.updateBrand();
       number.focus();
+    }
+    if (this.stripeCard && this.method === "card") {
+      try {
+        this.stripeCard.clear();
+        this.stripeCard.focus();
+      } catch (err) {
+        /* an Element that was destroyed meanwhile */
+      }
     }
     return "declined";
   };
@@ -2292,7 +2693,7 @@
    * Mount the checkout form in `merchantConfig.container` and take the payment.
    *
    * @param {object} merchantConfig {publishableKey, clientSecret, container?, apiBase?, locale?,
-   *   appearance?, onStatus?, signal?, cancelButton?}
+   *   appearance?, onStatus?, signal?, cancelButton?, stripe?: {publishableKey}}
    * @param {object} [userContext] merged over the detected context (the merchant's keys win)
    * @returns {Promise<{status: "succeeded"|"failed"|"canceled", payment?, reason?}>} with a
    *   `cancel()` method. Rejects (does not resolve) for integration mistakes, with a message
@@ -2317,6 +2718,7 @@
     promise.cancel = function () {
       checkout.cancel("merchant");
     };
+    promise.requestId = checkout.requestId; // the X-Request-Id of this checkout, for your logs
     return promise;
   }
 
@@ -2344,6 +2746,7 @@
     describeApiError: describeApiError,
     eventProperties: eventProperties,
     createApiClient: createApiClient,
+    newRequestId: newRequestId,
     translate: translate,
     BRAND_LENGTHS: BRAND_LENGTHS,
   });

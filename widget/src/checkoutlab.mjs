@@ -30,6 +30,7 @@ export const {
   describeApiError,
   eventProperties,
   createApiClient,
+  newRequestId,
   translate,
   BRAND_LENGTHS,
 } = Checkoutlab;
