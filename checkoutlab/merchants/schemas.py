@@ -128,6 +128,41 @@ class Rule(_Strict):
         return value
 
 
+GatewayName = Literal["sandbox", "stripe", "adyen"]
+"""Gateways a merchant can route to; their credentials are platform settings (config.py)."""
+
+
+def _unique_gateways(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError("a gateway may appear only once in a route")
+    return value
+
+
+GatewayRoute = Annotated[
+    list[GatewayName], Field(min_length=1, max_length=5), AfterValidator(_unique_gateways)
+]
+
+
+class GatewayRule(_Strict):
+    """Route payments matching ``when`` (CEL) to ``gateways``, tried in this order.
+
+    ``when`` sees ``amount`` {value (minor units), currency}, ``method`` (e.g. "card"),
+    ``country`` (billing address country, when sent) and ``card`` {brand} (cards entered
+    in the form). The first matching rule wins; none matching: the merchant's ``gateways``.
+    """
+
+    when: str = Field(min_length=1, max_length=2000)
+    gateways: GatewayRoute
+
+    @field_validator("when")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        from checkoutlab.profile.rules import compile_expression
+
+        compile_expression(value)  # raises ValueError with line and column
+        return value
+
+
 class MerchantConfig(_Strict):
     enabled_methods: list[MethodType] = Field(default_factory=lambda: list(ALL_METHODS))
     default_order: list[MethodType] | None = Field(
@@ -160,6 +195,15 @@ class MerchantConfig(_Strict):
         description="constructor arguments of a bandit ordering_policy, e.g. {'epsilon': 0.2}",
     )
     rules: list[Rule] = Field(default_factory=list, max_length=200)
+    gateways: GatewayRoute | None = Field(
+        default=None,
+        description="gateways in failover order; None = the platform's (CHECKOUTLAB_GATEWAY)",
+    )
+    gateway_rules: list[GatewayRule] = Field(
+        default_factory=list,
+        max_length=50,
+        description="CEL routing rules; the first that matches chooses the gateways",
+    )
 
     @model_validator(mode="after")
     def _ordering_params_valid(self) -> MerchantConfig:

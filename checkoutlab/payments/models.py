@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from checkoutlab.db import Base, utcnow
+from checkoutlab.db import Base, BigIntPK, utcnow
 
 
 class CheckoutSession(Base):
@@ -85,3 +85,29 @@ class InventoryItem(Base):
     sku: Mapped[str] = mapped_column(String(100))
     quantity: Mapped[int]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PaymentAttempt(Base):
+    """One call to a gateway for a payment: failover tries several, reconciliation adds one.
+
+    Kept apart from ``payments`` so a payment has one row whatever its route, while gateway
+    health, latency and decline mix per gateway stay queryable (and scoped per merchant).
+    """
+
+    __tablename__ = "payment_attempts"
+    __table_args__ = (UniqueConstraint("payment_id", "attempt_number"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    gateway: Mapped[str] = mapped_column(String(30))
+    attempt_number: Mapped[int]
+    operation: Mapped[str] = mapped_column(String(20))  # charge | retrieve
+    started_at: Mapped[datetime]
+    latency_ms: Mapped[int]
+    # succeeded | failed | requires_action | processing | unknown | skipped
+    result: Mapped[str] = mapped_column(String(20))
+    decline_code: Mapped[str | None] = mapped_column(String(50))
+    retryable: Mapped[bool] = mapped_column(default=False)
+    reconciled: Mapped[bool] = mapped_column(default=False)
+    gateway_reference: Mapped[str | None] = mapped_column(String(100))

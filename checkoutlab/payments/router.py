@@ -7,8 +7,10 @@ from fastapi.responses import JSONResponse
 
 from checkoutlab.deps import PublicMerchant, SecretMerchant, SessionDep, SettingsDep
 from checkoutlab.errors import CheckoutLabError, InvalidRequest
+from checkoutlab.merchants import service as merchants
 from checkoutlab.payments import confirm as confirm_service
 from checkoutlab.payments import idempotency, sessions
+from checkoutlab.payments.routing import Budget, GatewayPool
 from checkoutlab.payments.schemas import (
     ChallengeRequest,
     CheckoutSessionCreate,
@@ -20,6 +22,20 @@ from checkoutlab.payments.schemas import (
 )
 
 router = APIRouter(tags=["checkout sessions"])
+
+# Waiting for a concurrent request with the same Idempotency-Key: its own budget plus the
+# time to store its answer.
+_IDEMPOTENCY_WAIT_GRACE = 2.0
+
+
+def _gateways(request: Request) -> GatewayPool:
+    """The process's gateway pool, serving ``app.state.gateway`` under its own name."""
+    state = request.app.state
+    pool = getattr(state, "gateway_pool", None)
+    if pool is None:  # an app built without one (older factory): make it once
+        pool = state.gateway_pool = GatewayPool.from_settings(state.settings)
+    return pool.replacing(state.gateway)
+
 
 IdempotencyKey = Annotated[
     str | None,
@@ -77,9 +93,13 @@ def confirm_checkout_session(
     """Pay the session with the method and verification steps the signed profile requires.
 
     Answers 200 with the payment (succeeded, requires_action or processing), 402 with a
-    ``card_error`` when declined. Replaying the same Idempotency-Key and body returns the
-    stored answer; the same key with another body is 409.
+    ``card_error`` when declined, 503 ``gateway_unavailable`` when no gateway could be
+    reached (nothing charged) or ``gateway_timeout`` when the outcome is still being
+    reconciled. The answer comes within ``confirm_budget_seconds``. Replaying the same
+    Idempotency-Key and body returns the stored answer (a replay that arrives while the
+    first is running waits for it); the same key with another body is 409.
     """
+    budget = Budget(settings.confirm_budget_seconds)
     if not idempotency_key:
         raise InvalidRequest(
             "Send an Idempotency-Key header (a fresh random value per payment attempt, "
@@ -91,12 +111,15 @@ def confirm_checkout_session(
         {"session": session_id, "body": body.model_dump()}, secret=settings.secret_key
     )
     claimed = idempotency.claim(
-        db=db, merchant_id=merchant.id, key=idempotency_key, request_hash=request_hash
+        db=db,
+        merchant_id=merchant.id,
+        key=idempotency_key,
+        request_hash=request_hash,
+        wait_seconds=settings.confirm_budget_seconds + _IDEMPOTENCY_WAIT_GRACE,
     )
     if isinstance(claimed, idempotency.StoredResponse):
-        return JSONResponse(
-            claimed.body, status_code=claimed.status_code, headers={"Idempotent-Replayed": "true"}
-        )
+        headers = {"Idempotent-Replayed": "true"} | _retry_after(claimed.status_code)
+        return JSONResponse(claimed.body, status_code=claimed.status_code, headers=headers)
     try:
         status, payload = confirm_service.confirm(
             db=db,
@@ -104,8 +127,9 @@ def confirm_checkout_session(
             session_id=session_id,
             body=body,
             secret=settings.secret_key,
-            gateway=request.app.state.gateway,
+            gateways=_gateways(request),
             idempotency_key=idempotency_key,
+            budget=budget,
         )
     except CheckoutLabError as exc:
         db.rollback()
@@ -114,7 +138,11 @@ def confirm_checkout_session(
         idempotency.release(db=db, record_id=claimed)
         raise
     idempotency.complete(db=db, record_id=claimed, status_code=status, body=payload)
-    return JSONResponse(payload, status_code=status)
+    return JSONResponse(payload, status_code=status, headers=_retry_after(status))
+
+
+def _retry_after(status: int) -> dict[str, str]:
+    return {"Retry-After": "2"} if status == 503 else {}
 
 
 @router.post("/v1/checkout_sessions/{session_id}/payments/{payment_id}/challenge")
@@ -133,6 +161,23 @@ def complete_challenge(
         session_id=session_id,
         payment_id=payment_id,
         body=body,
-        gateway=request.app.state.gateway,
+        gateways=_gateways(request),
     )
     return JSONResponse(payload, status_code=status)
+
+
+@router.get("/v1/gateways/health", tags=["gateways"])
+def gateways_health(request: Request, merchant: SecretMerchant) -> dict[str, object]:
+    """Circuit-breaker state of each gateway the platform has set up (this worker's view).
+
+    ``open``: the gateway failed repeatedly and is skipped until ``retry_in_seconds`` pass;
+    ``half_open``: one payment is probing it. Also your configured route.
+    """
+    pool = _gateways(request)
+    config = merchants.config_of(merchant)
+    return {
+        "object": "gateway_health",
+        "data": pool.health(),
+        "route": list(config.gateways or [pool.default]),
+        "gateway_rules": len(config.gateway_rules),
+    }

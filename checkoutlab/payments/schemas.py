@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from babel.numbers import list_currencies
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from checkoutlab.merchants.schemas import MethodType
 
@@ -107,9 +107,32 @@ class CardDetails(_In):
     cvc: SecretStr
 
 
+PAYMENT_METHOD_ID_PATTERN = r"^pm_[A-Za-z0-9_]{1,250}$"
+"""A gateway PaymentMethod id, as Stripe.js ``createPaymentMethod`` returns it."""
+
+
 class PaymentMethodIn(_In):
+    """Either raw ``card`` details (sandbox: tokenized on arrival) or a gateway ``token``.
+
+    The widget's Stripe.js mode sends ``{"type": "card", "token": "pm_..."}`` so that the
+    card number never reaches the platform; sending both is ambiguous and refused.
+    """
+
     type: MethodType
     card: CardDetails | None = None
+    token: str | None = Field(
+        default=None,
+        pattern=PAYMENT_METHOD_ID_PATTERN,
+        description="a payment method id from the gateway's browser SDK, e.g. pm_1Q0PsI...",
+    )
+
+    @model_validator(mode="after")
+    def _card_or_token(self) -> PaymentMethodIn:
+        if self.card is not None and self.token is not None:
+            raise ValueError("send either card or token, not both")
+        if self.card is not None and self.type is not MethodType.card:
+            raise ValueError(f"card details are for card payments, not {self.type.value}")
+        return self
 
 
 class BillingAddress(_In):

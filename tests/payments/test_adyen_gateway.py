@@ -298,6 +298,8 @@ def test_5xx_is_a_retryable_failure(
         True,
     )
     assert double.payments_created == 0
+    # only a 500 leaves open whether the provider acted (503: a front end refused it)
+    assert result.outcome_unknown is (status == 500)
 
 
 def test_hang_times_out_within_the_timeout_then_reconciles(double: AdyenDouble) -> None:
@@ -315,6 +317,7 @@ def test_hang_times_out_within_the_timeout_then_reconciles(double: AdyenDouble) 
         "gateway_timeout",
         True,
     )
+    assert result.outcome_unknown  # sent, answer lost: the provider may have acted
     reconciled = gateway.retrieve(request=request)
     assert reconciled.status == "succeeded"
     assert double.payments_created == 1  # Adyen answered the repeat from its key store
@@ -334,6 +337,7 @@ def test_malformed_body_is_a_retryable_failure_then_reconciles(
         "gateway_invalid_response",
         True,
     )
+    assert result.outcome_unknown
     assert gateway.retrieve(request=request).status == "succeeded"
     assert double.payments_created == 1
 
@@ -345,6 +349,7 @@ def test_rejected_credentials_are_a_retryable_failure(double: AdyenDouble) -> No
     ):
         result = gateway.charge(charge_request())
         assert (result.decline_code, result.retryable) == ("gateway_unavailable", True)
+        assert result.outcome_unknown is False
 
 
 # --- idempotency --------------------------------------------------------------------------

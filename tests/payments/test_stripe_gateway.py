@@ -255,6 +255,8 @@ def test_5xx_is_a_retryable_failure(
         True,
     )
     assert double.charges_created == 0
+    # only a 500 leaves open whether the provider acted (503: a front end refused it)
+    assert result.outcome_unknown is (status == 500)
 
 
 def test_hang_times_out_within_the_timeout_then_reconciles(double: StripeDouble) -> None:
@@ -272,6 +274,7 @@ def test_hang_times_out_within_the_timeout_then_reconciles(double: StripeDouble)
         "gateway_timeout",
         True,
     )
+    assert result.outcome_unknown  # sent, answer lost: the provider may have acted
     # Stripe acted although the answer was lost; reconciliation finds that, no second charge.
     reconciled = gateway.retrieve(request=request)
     assert reconciled.status == "succeeded"
@@ -294,6 +297,7 @@ def test_malformed_body_is_a_retryable_failure_then_reconciles(
         "gateway_invalid_response",
         True,
     )
+    assert result.outcome_unknown
     assert result.message and "unreadable" in result.message
     assert gateway.retrieve(request=request).status == "succeeded"
     assert double.charges_created == 1
@@ -307,6 +311,7 @@ def test_connection_refused_is_a_retryable_failure() -> None:
 
     result = gateway.charge(charge_request())
     assert (result.decline_code, result.retryable) == ("gateway_unavailable", True)
+    assert result.outcome_unknown is False  # never sent: failover needs no reconciliation
 
 
 def test_rejected_api_key_is_a_retryable_failure(double: StripeDouble) -> None:
@@ -316,6 +321,17 @@ def test_rejected_api_key_is_a_retryable_failure(double: StripeDouble) -> None:
         "gateway_unavailable",
         True,
     )
+    assert result.outcome_unknown is False
+
+
+def test_with_timeout_bounds_the_next_call(double: StripeDouble, gateway: StripeGateway) -> None:
+    assert gateway.with_timeout(60) is gateway  # never longer than configured
+    short = gateway.with_timeout(0.3)
+    assert short.settings.timeout == 0.3 and gateway.settings.timeout == 2.0
+    double.inject("hang")
+    started = time.monotonic()
+    assert short.charge(charge_request()).decline_code == "gateway_timeout"
+    assert time.monotonic() - started < 1.5
 
 
 # --- idempotency and reconciliation -------------------------------------------------------

@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from checkoutlab.errors import InvalidRequest
 from checkoutlab.payments.cards import CardInput
+from checkoutlab.payments.gateways._transport import UNKNOWN_OUTCOME_STATUSES, never_sent
 from checkoutlab.payments.gateways.base import (
     ActionOutcome,
     ChargeRequest,
@@ -172,13 +173,16 @@ def _bounded(value: str, limit: int) -> str:
     return value if len(value) <= limit else hashlib.sha256(value.encode()).hexdigest()
 
 
-def _failed(code: str, *, reference: str | None, retryable: bool | None = None) -> GatewayResult:
+def _failed(
+    code: str, *, reference: str | None, retryable: bool | None = None, unknown: bool = False
+) -> GatewayResult:
     return GatewayResult(
         status="failed",
         reference=reference,
         decline_code=code,
         message=_MESSAGES.get(code, _DECLINED),
         retryable=code in _RETRYABLE if retryable is None else retryable,
+        outcome_unknown=unknown,
     )
 
 
@@ -266,6 +270,13 @@ class AdyenGateway(Gateway):
             self._modifications.baseUrl = base
 
     # --- Gateway ----------------------------------------------------------------------------
+
+    def with_timeout(self, seconds: float) -> AdyenGateway:
+        """A client whose connect and read timeouts fit the remaining confirm budget."""
+        timeout = max(0.05, min(self.settings.timeout, seconds))
+        if timeout == self.settings.timeout:
+            return self
+        return AdyenGateway(self.settings.model_copy(update={"timeout": timeout}))
 
     def tokenize_card(self, card: CardInput) -> TokenizedCard:
         """Refuse: with Adyen the browser encrypts card fields (Adyen Web), never the server."""
@@ -495,7 +506,7 @@ class AdyenGateway(Gateway):
         try:
             return self._sdk_message(send)
         except _TransportFailure as exc:
-            return _failed(exc.code, reference=reference, retryable=True)
+            return _failed(exc.code, reference=reference, retryable=True, unknown=exc.unknown)
         except _RequestRefused as exc:
             if exc.error_code == "101":
                 return _failed("incorrect_number", reference=reference)
@@ -513,11 +524,11 @@ class AdyenGateway(Gateway):
             result = send()
         except requests.exceptions.Timeout as exc:
             if isinstance(exc, requests.exceptions.ConnectTimeout):
-                raise _TransportFailure(GATEWAY_UNAVAILABLE) from exc
+                raise _TransportFailure(GATEWAY_UNAVAILABLE, unknown=False) from exc
             raise _TransportFailure(GATEWAY_TIMEOUT) from exc
         except requests.exceptions.RequestException as exc:
             log.warning("Adyen call failed: %r", exc)
-            raise _TransportFailure(GATEWAY_UNAVAILABLE) from exc
+            raise _TransportFailure(GATEWAY_UNAVAILABLE, unknown=not never_sent(exc)) from exc
         except AdyenAPIResponseError as exc:
             status = exc.status_code if isinstance(exc.status_code, int) else 0
             detail = exc.message if isinstance(exc.message, dict) else {}
@@ -529,10 +540,11 @@ class AdyenGateway(Gateway):
                 log.error("Adyen rejected the credentials (check the adyen gateway settings)")
             else:
                 log.warning("Adyen answered HTTP %s: %s", status, message)
-            raise _TransportFailure(GATEWAY_UNAVAILABLE) from exc
+            unknown = status in UNKNOWN_OUTCOME_STATUSES or error_code == "704"
+            raise _TransportFailure(GATEWAY_UNAVAILABLE, unknown=unknown) from exc
         except AdyenError as exc:
             log.error("Adyen SDK refused the call (configuration?): %s", exc)
-            raise _TransportFailure(GATEWAY_UNAVAILABLE) from exc
+            raise _TransportFailure(GATEWAY_UNAVAILABLE, unknown=False) from exc
         except (AttributeError, TypeError, ValueError) as exc:
             # The SDK reads the body as a JSON object; other JSON breaks it.
             log.warning("Adyen answered an unreadable body: %r", exc)
@@ -542,7 +554,9 @@ class AdyenGateway(Gateway):
     def _result(self, message: Any, *, fallback_reference: str | None) -> GatewayResult:
         if not isinstance(message, dict) or not isinstance(message.get("resultCode"), str):
             # The SDK turns an unparseable 200 body into {}.
-            return _failed(GATEWAY_INVALID_RESPONSE, reference=fallback_reference, retryable=True)
+            return _failed(
+                GATEWAY_INVALID_RESPONSE, reference=fallback_reference, retryable=True, unknown=True
+            )
         result_code = message["resultCode"]
         reference = message.get("pspReference") or fallback_reference
         if result_code == "Authorised":
@@ -552,7 +566,9 @@ class AdyenGateway(Gateway):
         if result_code in _ACTION_RESULTS:
             action = message.get("action")
             if not isinstance(action, dict):
-                return _failed(GATEWAY_INVALID_RESPONSE, reference=reference, retryable=True)
+                return _failed(
+                    GATEWAY_INVALID_RESPONSE, reference=reference, retryable=True, unknown=True
+                )
             # Without a pspReference the merchant reference names the payment.
             reference = reference or message.get("merchantReference")
             return GatewayResult(
@@ -567,7 +583,7 @@ class AdyenGateway(Gateway):
             )
             return _failed(code, reference=reference)
         log.warning("Adyen answered an unexpected resultCode %r", result_code)
-        return _failed(GATEWAY_INVALID_RESPONSE, reference=reference, retryable=True)
+        return _failed(GATEWAY_INVALID_RESPONSE, reference=reference, retryable=True, unknown=True)
 
     @staticmethod
     def _next_action(
@@ -629,9 +645,10 @@ class AdyenGateway(Gateway):
 
 
 class _TransportFailure(Exception):
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, *, unknown: bool = True) -> None:
         super().__init__(code)
         self.code = code
+        self.unknown = unknown  # Adyen may have acted (see GatewayResult.outcome_unknown)
 
 
 class _RequestRefused(Exception):

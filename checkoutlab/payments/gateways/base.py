@@ -105,6 +105,12 @@ class GatewayResult(_Frozen):
         description='what the shopper must do next, e.g. {"type": "three_ds_challenge", ...}',
     )
     retryable: bool = False
+    outcome_unknown: bool = Field(
+        default=False,
+        description="no definitive answer although the gateway may have acted (timeout, "
+        "HTTP 500, unreadable or interrupted answer): reconcile with retrieve() before "
+        "trying another gateway, or the shopper could be charged twice",
+    )
 
     @model_validator(mode="after")
     def _action_matches_status(self) -> GatewayResult:
@@ -174,6 +180,24 @@ class Gateway(abc.ABC):
     """
 
     name: str
+    server_side_methods: bool = False
+    """Takes raw card details (``tokenize_card``) and non-card methods without a browser
+    token; only the sandbox does: provider adapters need their browser SDK's token."""
+
+    def accepts_token(self, token: str) -> bool:
+        """Whether ``token`` (a browser SDK's payment method id) can be charged here.
+
+        Routing drops gateways that cannot use the shopper's token instead of failing over
+        to them, since a token belongs to the gateway (account) whose SDK created it.
+        """
+        return False
+
+    def with_timeout(self, seconds: float) -> Gateway:
+        """This gateway with every network call bounded by ``seconds`` (confirm's budget).
+
+        Adapters without network calls return themselves.
+        """
+        return self
 
     @abc.abstractmethod
     def tokenize_card(self, card: CardInput) -> TokenizedCard:

@@ -192,9 +192,14 @@ class SandboxGateway(Gateway):
     """
 
     name = "sandbox"
+    server_side_methods = True
 
     def __init__(self, *, today: date | None = None) -> None:
         self.today = today
+
+    def accepts_token(self, token: str) -> bool:
+        """Stripe's test PaymentMethod ids (``pm_card_visa``, ...) and ``pm_sandbox_*``."""
+        return token in _CARD_BEHAVIOUR or token.startswith(_NON_CARD_PREFIX)
 
     def tokenize_card(self, card: CardInput) -> TokenizedCard:
         """Validate the card, then swap the number for Stripe's test PaymentMethod id.

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from checkoutlab.errors import InvalidRequest, NotFound
 from checkoutlab.payments.cards import CardInput
+from checkoutlab.payments.gateways._transport import UNKNOWN_OUTCOME_STATUSES, never_sent
 from checkoutlab.payments.gateways.base import (
     ActionOutcome,
     ChargeRequest,
@@ -138,13 +139,14 @@ def _decline_code(error: Mapping[str, Any]) -> str:
     return _RENAMED.get(code, code)
 
 
-def _transport_failure(code: str, *, reference: str | None) -> GatewayResult:
+def _transport_failure(code: str, *, reference: str | None, unknown: bool = True) -> GatewayResult:
     return GatewayResult(
         status="failed",
         reference=reference,
         decline_code=code,
         message=_TRANSPORT_MESSAGES[code],
         retryable=True,
+        outcome_unknown=unknown,
     )
 
 
@@ -184,6 +186,17 @@ class StripeGateway(Gateway):
         )
 
     # --- Gateway ----------------------------------------------------------------------------
+
+    def accepts_token(self, token: str) -> bool:
+        """PaymentMethod ids from Stripe.js (``pm_...``)."""
+        return token.startswith("pm_")
+
+    def with_timeout(self, seconds: float) -> StripeGateway:
+        """A client whose connect and read timeouts fit the remaining confirm budget."""
+        timeout = max(0.05, min(self.settings.timeout, seconds))
+        if timeout == self.settings.timeout:
+            return self
+        return StripeGateway(self.settings.model_copy(update={"timeout": timeout}))
 
     def tokenize_card(self, card: CardInput) -> TokenizedCard:
         """Refuse: in Stripe mode card numbers never reach the server (PCI DSS SAQ-A)."""
@@ -472,7 +485,19 @@ class StripeGateway(Gateway):
             log.error("Stripe rejected the API key (check the stripe gateway settings): %s", exc)
         else:  # not the message: an unreadable body may hold a client_secret
             log.warning("Stripe call failed: %s (HTTP %s)", type(exc).__name__, exc.http_status)
-        return _transport_failure(self._transport_code(exc), reference=reference)
+        return _transport_failure(
+            self._transport_code(exc), reference=reference, unknown=self._outcome_unknown(exc)
+        )
+
+    @staticmethod
+    def _outcome_unknown(exc: stripe.StripeError) -> bool:
+        """Whether Stripe may have acted although the call failed (see ``_transport``)."""
+        if isinstance(exc, stripe.APIConnectionError):
+            return not never_sent(exc)
+        status = exc.http_status or 0
+        if isinstance(exc, stripe.APIError) and status < 500 and status != 409:
+            return True  # an answer arrived but was unreadable
+        return status in UNKNOWN_OUTCOME_STATUSES
 
     def _webhook_event(self, event: Mapping[str, Any]) -> WebhookEvent:
         event_type = str(event.get("type", ""))

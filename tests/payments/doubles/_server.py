@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,6 +73,7 @@ class DoubleServer:
 
     def __init__(self, *, hang_seconds: float = 10.0) -> None:
         self.hang_seconds = hang_seconds
+        self.latency_seconds = 0.0  # every request takes this long, as over a real network
         self.requests: list[RecordedRequest] = []
         self._faults: list[_PendingFault] = []
         self._lock = threading.Lock()
@@ -217,6 +219,8 @@ class DoubleServer:
         with self._lock:
             self.requests.append(request)
 
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
         fault = self._take_fault(request.path)
         if isinstance(fault, int):
             self._send(handler, self.error_reply(fault))
