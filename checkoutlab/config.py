@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside development
@@ -27,7 +27,10 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = f"sqlite:///{VAR_DIR}/mlflow.db"
     secret_key: str = DEV_SECRET
     session_ttl_seconds: int = Field(default=30 * 60, gt=0, le=24 * 3600)
-    gateway: Literal["sandbox"] = "sandbox"
+    gateway: Literal["sandbox", "stripe", "adyen"] = Field(
+        default="sandbox",
+        description="the gateway of merchants whose configuration names none",
+    )
     risk_scorer: Literal["champion", "rules"] = Field(
         default="champion",
         description="champion: the MLflow fraud-scorer@champion model (rules scorer, marked "
@@ -62,6 +65,80 @@ class Settings(BaseSettings):
     )
     key_grace_hours: float = Field(
         default=24.0, ge=0, le=24 * 30, description="how long a rolled secret key stays valid"
+    )
+    # --- webhooks (checkoutlab.webhooks): provider secrets in, merchant deliveries out
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, description="signing secret (whsec_...) of the Stripe webhook endpoint"
+    )
+    stripe_webhook_tolerance_seconds: int = Field(default=300, gt=0)
+    adyen_hmac_key: SecretStr | None = Field(
+        default=None, description="HMAC key (hex) of the Adyen standard webhook"
+    )
+    webhook_max_attempts: int = Field(default=10, ge=1, le=50)
+    webhook_backoff_base_seconds: float = Field(default=30.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=6 * 3600.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    webhook_dispatch_interval_seconds: float = Field(default=2.0, gt=0)
+    webhook_dispatch_in_api: bool = Field(
+        default=False, description="also deliver merchant webhooks from API workers"
+    )
+
+    # --- gateways and routing (checkoutlab.payments.routing): platform credentials; each
+    # merchant's configuration picks gateways, order and routing rules among those set up here
+    stripe_api_key: SecretStr | None = Field(
+        default=None, description="Stripe secret key (sk_...); unset: no Stripe gateway"
+    )
+    stripe_api_base: str | None = Field(
+        default=None, description="Stripe API base URL override (a local test double)"
+    )
+    stripe_return_url: str | None = Field(
+        default=None, description="3-D Secure return URL; unset: challenge in page (Stripe.js)"
+    )
+    adyen_api_key: SecretStr | None = Field(
+        default=None, description="Adyen API key (X-API-Key); unset: no Adyen gateway"
+    )
+    adyen_merchant_account: str | None = None
+    adyen_return_url: str | None = Field(default=None, description="3-D Secure redirect target")
+    adyen_platform: Literal["test", "live"] = "test"
+    adyen_live_endpoint_prefix: str | None = None
+    adyen_api_base: str | None = Field(
+        default=None, description="Adyen Checkout API base URL override (a local test double)"
+    )
+    gateway_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="upper bound of one gateway call"
+    )
+    confirm_budget_seconds: float = Field(
+        default=15.0, gt=0, le=120, description="confirm answers within this, whatever gateways do"
+    )
+    breaker_failure_threshold: int = Field(
+        default=5, ge=1, description="consecutive gateway failures that open its circuit breaker"
+    )
+    breaker_reset_seconds: float = Field(
+        default=30.0, gt=0, description="how long an open breaker skips its gateway before a probe"
+    )
+
+    # --- operations (checkoutlab.observability; `checkoutlab serve`, `checkoutlab worker`)
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per log line, for log collectors"
+    )
+    api_workers: int = Field(
+        default=1, ge=1, le=256, description="API worker processes of `checkoutlab serve`"
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0, gt=0, description="on SIGTERM, how long in-flight requests may finish"
+    )
+    worker_healthcheck_seconds: int = Field(
+        default=30,
+        ge=1,
+        description="a worker that does not answer its supervisor this long (starting up "
+        "included) is replaced",
+    )
+    metrics_enabled: bool = Field(default=True, description="serve Prometheus /metrics")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="when set, /metrics needs 'Authorization: Bearer <token>'"
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="`checkoutlab worker` serves /metrics here"
     )
 
     @model_validator(mode="after")
