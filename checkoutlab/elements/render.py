@@ -199,6 +199,12 @@ def _html_context(profile: PaymentProfile) -> dict[str, Any]:
         return translate(key, locale, **kwargs) if has_message(key) else key
 
     in_stock = profile.inventory.in_stock
+    copy = profile.ui.copy_overrides
+    pay_label = t("submit.pay", amount=amount_display)
+    if copy.pay_button:
+        # plain replace, not str.format: experiment text must not reach format fields
+        pay_label = copy.pay_button.replace("{amount}", amount_display)
+    placement = profile.ui.loyalty_placement
     return {
         "profile": profile,
         "lang": locale,
@@ -207,10 +213,13 @@ def _html_context(profile: PaymentProfile) -> dict[str, Any]:
         "text": text,
         "methods": _method_views(profile),
         "amount_display": amount_display,
-        "pay_label": t("submit.pay", amount=amount_display),
+        "pay_label": pay_label,
+        "heading": copy.heading,
+        "footer_note": copy.footer_note,
+        "loyalty_placement": placement,
         "presentment": _presentment(profile),
         "verification": profile.verification,
-        "loyalty": _loyalty_view(profile),
+        "loyalty": None if placement == "hidden" else _loyalty_view(profile),
         "out_of_stock": None if in_stock else _out_of_stock_lines(profile),
         "countries": _countries(locale) if profile.verification.avs else (),
     }

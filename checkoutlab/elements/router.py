@@ -1,4 +1,8 @@
+"""``POST /v1/elements``: render the form a signed profile calls for and log the exposure."""
+
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,13 +40,21 @@ def create_elements(
         raise NotFound("No such payment profile", param="token")
     profile = PaymentProfile.model_validate({**decision.profile, "token": body.token})
     rendered = render_elements(profile)
+    properties: dict[str, Any] = {"layout": profile.ui.layout.value, "locale": profile.ui.locale}
+    if decision.experiment_key is not None:
+        # the exposure: analysis and off-policy readers need the probability the unit had
+        properties["experiment"] = {
+            "key": decision.experiment_key,
+            "variant": decision.variant,
+            "probability": decision.assignment_probability,
+        }
     add_server_event(
         db=db,
         merchant_id=merchant.id,
         type="elements_rendered",
         session_id=decision.session_id,
         decision_id=decision.id,
-        properties={"layout": profile.ui.layout.value, "locale": profile.ui.locale},
+        properties=properties,
     )
     db.commit()
     return rendered

@@ -16,12 +16,18 @@ Metrics (per unit: sessions, conversions, revenue, declines, attempts, frauds, s
 - ``decline_rate`` (guardrail): failed payment attempts / attempts;
 - ``time_to_pay`` (guardrail): seconds from first exposure to success / conversions.
 
+CUPED (``cuped=True``): the primary metric as a per-unit mean (each unit's conversion rate over
+its exposed sessions) adjusted by the unit's pre-experiment conversion rate (its sessions with
+the merchant created before the experiment started), with the CUPED functions of
+:mod:`checkoutlab.experiments.stats`; the SQL returns the six sums per variant.
+
 Use :func:`analyze` in notebooks::
 
     from checkoutlab.experiments import analyze
     result = analyze("one_page_checkout")
     result.summary()          # pandas DataFrame
     result.plot()             # matplotlib Figure
+    analyze("one_page_checkout", cuped=True).cuped   # variance-reduced primary metric
 """
 
 from __future__ import annotations
@@ -38,9 +44,9 @@ from checkoutlab.db import utcnow
 from checkoutlab.events.models import Event
 from checkoutlab.experiments import stats
 from checkoutlab.experiments.models import Experiment
-from checkoutlab.experiments.schemas import INVERSE_METRICS, Metrics, Variant
+from checkoutlab.experiments.schemas import INVERSE_METRICS, Allocation, Metrics, Variant
 from checkoutlab.fraud.models import Outcome
-from checkoutlab.payments.models import Payment
+from checkoutlab.payments.models import CheckoutSession, Payment
 from checkoutlab.profile.models import Decision
 
 if TYPE_CHECKING:
@@ -90,6 +96,7 @@ def _session_level(db: Session, experiment: Experiment) -> Any:
             d.c.variant,
             d.c.session_id,
             func.min(d.c.created_at).label("exposed_at"),
+            func.max(d.c.assignment_probability).label("probability"),
         )
         .where(
             d.c.merchant_id == merchant_id,
@@ -114,6 +121,7 @@ def _session_level(db: Session, experiment: Experiment) -> Any:
             exposed.c.variant,
             exposed.c.session_id,
             exposed.c.exposed_at,
+            exposed.c.probability,
             func.coalesce(func.max(case((succeeded, 1), else_=0)), 0).label("converted"),
             func.coalesce(func.sum(case((succeeded, p.c.amount), else_=0)), 0).label("revenue"),
             func.coalesce(func.sum(case((p.c.status == "failed", 1), else_=0)), 0).label(
@@ -129,7 +137,13 @@ def _session_level(db: Session, experiment: Experiment) -> Any:
                 fraudulent, and_(fraudulent.c.payment_id == p.c.id, succeeded)
             )
         )
-        .group_by(exposed.c.unit, exposed.c.variant, exposed.c.session_id, exposed.c.exposed_at)
+        .group_by(
+            exposed.c.unit,
+            exposed.c.variant,
+            exposed.c.session_id,
+            exposed.c.exposed_at,
+            exposed.c.probability,
+        )
         .subquery("per_session")
     )
     dialect = db.get_bind().dialect.name
@@ -145,6 +159,7 @@ def _session_level(db: Session, experiment: Experiment) -> Any:
         per_session.c.variant,
         per_session.c.session_id,
         per_session.c.exposed_at,
+        per_session.c.probability,
         per_session.c.converted,
         cast(per_session.c.revenue, Float).label("revenue"),
         per_session.c.declines,
@@ -154,11 +169,10 @@ def _session_level(db: Session, experiment: Experiment) -> Any:
     ).cte("sess")
 
 
-def variant_sums(db: Session, experiment: Experiment) -> dict[str, dict[str, float]]:
-    """Per variant: ``n`` units and, for each metric's numerator ``x`` and denominator ``y``,
-    ``sum_x``, ``sq_x`` and ``cross_x_y`` — all computed by the database."""
+def _unit_level(db: Session, experiment: Experiment) -> Any:
+    """One row per (unit, variant) with the unit's sums of every metric part."""
     sess = _session_level(db, experiment)
-    units = (
+    return (
         select(
             sess.c.unit,
             sess.c.variant,
@@ -169,11 +183,23 @@ def variant_sums(db: Session, experiment: Experiment) -> dict[str, dict[str, flo
             cast(func.sum(sess.c.attempts), Float).label("attempts"),
             cast(func.sum(sess.c.frauds), Float).label("frauds"),
             cast(func.sum(sess.c.seconds), Float).label("seconds"),
+            func.max(sess.c.probability).label("probability"),
         )
         .group_by(sess.c.unit, sess.c.variant)
         .cte("units")
     )
-    columns: list[Any] = [units.c.variant, func.count().label("n")]
+
+
+def variant_sums(db: Session, experiment: Experiment) -> dict[str, dict[str, float]]:
+    """Per variant: ``n`` units and, for each metric's numerator ``x`` and denominator ``y``,
+    ``sum_x``, ``sq_x`` and ``cross_x_y`` — all computed by the database."""
+    units = _unit_level(db, experiment)
+    columns: list[Any] = [
+        units.c.variant,
+        func.count().label("n"),
+        # the units' assignment probabilities: what a bandit's SRM check expects
+        func.sum(units.c.probability).label("sum_probability"),
+    ]
     for name in UNIT_COLUMNS:
         columns.append(func.sum(units.c[name]).label(f"sum_{name}"))
         columns.append(func.sum(units.c[name] * units.c[name]).label(f"sq_{name}"))
@@ -184,6 +210,87 @@ def variant_sums(db: Session, experiment: Experiment) -> dict[str, dict[str, flo
     return {
         row["variant"]: {k: float(v or 0) for k, v in row.items() if k != "variant"} for row in rows
     }
+
+
+def pre_experiment_conversion(experiment: Experiment) -> Any:
+    """Per customer of the merchant: conversion rate over the checkout sessions created before
+    the experiment started (converted sessions / sessions), the CUPED covariate.
+
+    Only history from before the start can be used: anything later may itself be changed by
+    the variant, and adjusting by it would bias the lift. Guests have no history (covariate 0).
+    """
+    cs, p = CheckoutSession.__table__, Payment.__table__
+    assert experiment.started_at is not None
+    paid = (
+        select(p.c.session_id)
+        .where(p.c.merchant_id == experiment.merchant_id, p.c.status == "succeeded")
+        .group_by(p.c.session_id)
+        .subquery("paid")
+    )
+    return (
+        select(
+            cs.c.customer_ref.label("unit"),
+            (cast(func.count(paid.c.session_id), Float) / cast(func.count(cs.c.id), Float)).label(
+                "rate"
+            ),
+        )
+        .select_from(cs.outerjoin(paid, paid.c.session_id == cs.c.id))
+        .where(
+            cs.c.merchant_id == experiment.merchant_id,
+            cs.c.customer_ref.is_not(None),
+            cs.c.created_at < experiment.started_at,
+        )
+        .group_by(cs.c.customer_ref)
+        .cte("pre")
+    )
+
+
+def cuped_sums(db: Session, experiment: Experiment) -> dict[str, dict[str, float]]:
+    """Per variant, the CUPED sufficient statistics of the per-unit conversion rate ``y``
+    (converted sessions / exposed sessions of the unit) with the unit's pre-experiment
+    conversion ``x``: ``n``, ``sum_y``, ``sq_y``, ``sum_x``, ``sq_x``, ``cross_xy``.
+
+    One GROUP BY in the database; a unit's customer reference joins its history (session ids,
+    the guests' units, never match a customer reference in practice: they are random ``cs_``
+    ids). Empty before the experiment has started.
+    """
+    if experiment.started_at is None:
+        return {}
+    units = _unit_level(db, experiment)
+    pre = pre_experiment_conversion(experiment)
+    y = units.c.conversions / units.c.sessions
+    x = func.coalesce(pre.c.rate, 0.0)
+    rows = (
+        db.execute(
+            select(
+                units.c.variant,
+                func.count().label("n"),
+                func.sum(y).label("sum_y"),
+                func.sum(y * y).label("sq_y"),
+                func.sum(x).label("sum_x"),
+                func.sum(x * x).label("sq_x"),
+                func.sum(x * y).label("cross_xy"),
+            )
+            .select_from(units.outerjoin(pre, pre.c.unit == units.c.unit))
+            .group_by(units.c.variant)
+        )
+        .mappings()
+        .all()
+    )
+    return {
+        row["variant"]: {k: float(v or 0) for k, v in row.items() if k != "variant"} for row in rows
+    }
+
+
+def cuped_aggregate(sums: dict[str, float]) -> stats.Aggregate:
+    return stats.Aggregate(
+        n=int(sums["n"]),
+        sum=sums["sum_y"],
+        sum_squares=sums["sq_y"],
+        covariate_sum=sums["sum_x"],
+        covariate_sum_squares=sums["sq_x"],
+        covariate_cross_sum=sums["cross_xy"],
+    )
 
 
 def daily_counts(db: Session, experiment: Experiment) -> list[tuple[str, str, int, int]]:
@@ -244,6 +351,28 @@ class Comparison:
 
 
 @dataclass
+class CupedComparison:
+    """The primary metric per unit (conversion rate of the unit's exposed sessions), before
+    and after CUPED with the unit's pre-experiment conversion. Not part of the corrected
+    family: it re-estimates the primary comparison with less variance, it is not a new test."""
+
+    metric: str
+    variant: str
+    control_value: float | None = None
+    variant_value: float | None = None
+    lift: float | None = None
+    ci: tuple[float, float] | None = None
+    p_value: float | None = None
+    significant: bool | None = None
+    unadjusted_lift: float | None = None
+    unadjusted_ci: tuple[float, float] | None = None
+    unadjusted_p_value: float | None = None
+    theta: float | None = None
+    variance_reduction: float | None = None
+    error: str | None = None
+
+
+@dataclass
 class GuardrailStatus:
     metric: str
     variant: str
@@ -260,6 +389,7 @@ class SrmStatus:
     mismatch: bool
     observed: dict[str, int]
     expected: dict[str, float]
+    note: str | None = None
 
 
 @dataclass
@@ -287,6 +417,7 @@ class ExperimentAnalysis:
     timeseries: list[DayPoint]
     sequential: bool = False
     alpha: float = 0.05
+    cuped: list[CupedComparison] = field(default_factory=list)
     computed_at: datetime = field(default_factory=utcnow)
 
     def to_dict(self) -> dict[str, Any]:
@@ -330,6 +461,22 @@ class ExperimentAnalysis:
         )
         if not comps.empty:
             frame = frame.merge(comps, on=["metric", "variant"], how="left")
+        if self.cuped:
+            adjusted = pd.DataFrame(
+                [
+                    {
+                        "metric": c.metric,
+                        "variant": c.variant,
+                        "cuped_lift": c.lift,
+                        "cuped_ci_lower": c.ci[0] if c.ci else None,
+                        "cuped_ci_upper": c.ci[1] if c.ci else None,
+                        "cuped_p_value": c.p_value,
+                        "cuped_variance_reduction": c.variance_reduction,
+                    }
+                    for c in self.cuped
+                ]
+            )
+            frame = frame.merge(adjusted, on=["metric", "variant"], how="left")
         frame["control"] = frame["variant"].map(lambda k: values[k].control)
         return frame.set_index(["metric", "variant"])
 
@@ -354,10 +501,16 @@ class ExperimentAnalysis:
             left.tick_params(axis="x", labelrotation=45)
         left.set_title(f"{self.key}: cumulative conversion")
         left.set_ylabel("conversion")
-        shown = [c for c in self.comparisons if c.ci is not None]
-        labels = [f"{c.metric}\n{c.variant}" for c in shown]
+        shown: list[Comparison | CupedComparison] = [
+            c for c in self.comparisons if c.ci is not None
+        ]
+        shown += [c for c in self.cuped if c.ci is not None]
+        labels = [
+            f"{c.metric}{' (CUPED)' if isinstance(c, CupedComparison) else ''}\n{c.variant}"
+            for c in shown
+        ]
         for i, c in enumerate(shown):
-            assert c.ci is not None
+            assert c.ci is not None and c.lift is not None
             colour = "tab:green" if c.significant else "tab:gray"
             right.plot([c.ci[0], c.ci[1]], [i, i], color=colour, linewidth=3)
             right.plot([c.lift], [i], "o", color="black")
@@ -423,6 +576,44 @@ def _compare(
     return comparison, freq
 
 
+def _compare_cuped(
+    variant: str,
+    control_sums: dict[str, float] | None,
+    variant_sums_: dict[str, float] | None,
+    *,
+    alpha: float,
+    sequential: bool,
+) -> CupedComparison:
+    comparison = CupedComparison(metric="conversion", variant=variant)
+    if not control_sums or not variant_sums_:
+        comparison.error = "no exposures yet"
+        return comparison
+    comparison.control_value = control_sums["sum_y"] / control_sums["n"]
+    comparison.variant_value = variant_sums_["sum_y"] / variant_sums_["n"]
+    try:
+        control = cuped_aggregate(control_sums)
+        treatment = cuped_aggregate(variant_sums_)
+        plain = stats.frequentist(control, treatment, alpha=alpha, sequential=sequential)
+        adjusted_c, adjusted_t = stats.cuped(control, treatment)
+        adjusted = stats.frequentist(adjusted_c, adjusted_t, alpha=alpha, sequential=sequential)
+    except stats.StatsError as exc:
+        comparison.error = str(exc)
+        return comparison
+    comparison.lift = adjusted.lift
+    comparison.ci = adjusted.ci
+    comparison.p_value = adjusted.p_value
+    comparison.significant = adjusted.significant
+    comparison.unadjusted_lift = plain.lift
+    comparison.unadjusted_ci = plain.ci
+    comparison.unadjusted_p_value = plain.p_value
+    comparison.theta = adjusted_c.theta
+    # pooled over both variants: the share of the per-unit variance the covariate explains
+    before = sum(a.unadjusted_variance * a.n for a in (adjusted_c, adjusted_t))
+    after = sum(a.variance * a.n for a in (adjusted_c, adjusted_t))
+    comparison.variance_reduction = 1.0 - after / before if before > 0 else 0.0
+    return comparison
+
+
 def _guardrail(comparison: Comparison, tolerance: float) -> GuardrailStatus:
     status, message = "ok", "no evidence of harm"
     if comparison.ci is None or comparison.lift is None:
@@ -447,6 +638,49 @@ def _guardrail(comparison: Comparison, tolerance: float) -> GuardrailStatus:
     )
 
 
+def _srm(
+    experiment: Experiment,
+    variants: list[Variant],
+    sums: dict[str, dict[str, float]],
+    counts: list[int],
+) -> SrmStatus:
+    """Chi-square of the unit counts against what the allocation predicts.
+
+    Fixed allocation: the weights. A bandit moves its shares over time, so the weights
+    predict nothing; with two variants each unit's logged probability q of the variant it got
+    gives the other variant 1 - q, and the expected count of a variant is the sum over all
+    units of their probability of it. With more variants the logged probability alone cannot
+    say how the rest was split, so the check is reported as not applicable.
+    """
+    observed = {v.key: c for v, c in zip(variants, counts, strict=True)}
+    note = None
+    expectation: list[float] = [v.weight for v in variants]
+    if Allocation.model_validate(experiment.allocation).type == "bandit":
+        if len(variants) != 2 or sum(counts) == 0:
+            return SrmStatus(
+                p_value=1.0,
+                mismatch=False,
+                observed=observed,
+                expected={v.key: float("nan") for v in variants},
+                note="not checked: a bandit with more than two variants logs only the "
+                "probability of the variant each unit got",
+            )
+        (a, b) = (sums.get(v.key, {}) for v in variants)
+        p_a, p_b = a.get("sum_probability", 0.0), b.get("sum_probability", 0.0)
+        expectation = [p_a + counts[1] - p_b, p_b + counts[0] - p_a]
+        note = "bandit: expected counts from the logged assignment probabilities"
+        if min(expectation) <= 0:  # a variant nobody could get: nothing to compare with
+            expectation = [max(e, 1e-9) for e in expectation]
+    srm = stats.srm_check(counts, expectation)
+    return SrmStatus(
+        p_value=srm.p_value,
+        mismatch=srm.mismatch,
+        observed=observed,
+        expected={v.key: e for v, e in zip(variants, srm.expected, strict=True)},
+        note=note,
+    )
+
+
 def analyze_experiment(
     *,
     db: Session,
@@ -454,8 +688,12 @@ def analyze_experiment(
     sequential: bool = False,
     alpha: float = 0.05,
     correction: str = "holm",
+    cuped: bool = False,
 ) -> ExperimentAnalysis:
-    """Analyse one experiment: SQL aggregates → stats engine → :class:`ExperimentAnalysis`."""
+    """Analyse one experiment: SQL aggregates → stats engine → :class:`ExperimentAnalysis`.
+
+    ``cuped=True`` adds :attr:`ExperimentAnalysis.cuped`: the primary metric per unit adjusted
+    by each unit's pre-experiment conversion (one more GROUP BY)."""
     variants = [Variant.model_validate(v) for v in experiment.variants]
     metrics = Metrics.model_validate(experiment.metrics)
     control = next(v for v in variants if v.control)
@@ -505,13 +743,22 @@ def analyze_experiment(
     guardrails = [_guardrail(c, tolerance[c.metric]) for c in comparisons if c.kind == "guardrail"]
 
     counts = [int(sums.get(v.key, {}).get("n", 0)) for v in variants]
-    srm = stats.srm_check(counts, [v.weight for v in variants])
-    srm_status = SrmStatus(
-        p_value=srm.p_value,
-        mismatch=srm.mismatch,
-        observed={v.key: c for v, c in zip(variants, counts, strict=True)},
-        expected={v.key: e for v, e in zip(variants, srm.expected, strict=True)},
-    )
+    srm_status = _srm(experiment, variants, sums, counts)
+
+    cuped_results: list[CupedComparison] = []
+    if cuped:
+        covariate = cuped_sums(db, experiment)
+        cuped_results = [
+            _compare_cuped(
+                v.key,
+                covariate.get(control.key),
+                covariate.get(v.key),
+                alpha=alpha,
+                sequential=sequential,
+            )
+            for v in variants
+            if not v.control
+        ]
 
     running: dict[str, list[int]] = {}
     series = []
@@ -542,6 +789,7 @@ def analyze_experiment(
         timeseries=series,
         sequential=sequential,
         alpha=alpha,
+        cuped=cuped_results,
     )
 
 
@@ -552,9 +800,11 @@ def analyze(
     merchant_id: str | None = None,
     sequential: bool = False,
     alpha: float = 0.05,
+    cuped: bool = False,
 ) -> ExperimentAnalysis:
     """Analyse experiment ``key`` (notebooks). ``database`` defaults to the configured one;
-    ``merchant_id`` is needed only when several merchants use the same key."""
+    ``merchant_id`` is needed only when several merchants use the same key; ``cuped=True``
+    adds the CUPED-adjusted primary metric (:attr:`ExperimentAnalysis.cuped`)."""
     from checkoutlab.experiments import service
 
     owned = database is None
@@ -567,7 +817,7 @@ def analyze(
         with database.session() as db:
             experiment = service.find(db=db, key=key, merchant_id=merchant_id)
             return analyze_experiment(
-                db=db, experiment=experiment, sequential=sequential, alpha=alpha
+                db=db, experiment=experiment, sequential=sequential, alpha=alpha, cuped=cuped
             )
     finally:
         if owned:
@@ -576,8 +826,10 @@ def analyze(
 
 __all__ = [
     "Comparison",
+    "CupedComparison",
     "ExperimentAnalysis",
     "analyze",
     "analyze_experiment",
+    "cuped_sums",
     "variant_sums",
 ]

@@ -175,11 +175,27 @@ def print_results(result: Any) -> None:
     colour = "red" if srm.mismatch else "green"
     console.print(
         f"[{colour}]SRM p = {srm.p_value:.4g}{' — sample ratio mismatch!' if srm.mismatch else ''}"
-        f"[/{colour}] observed {srm.observed}"
+        f"[/{colour}] observed {srm.observed}" + (f" ({srm.note})" if srm.note else "")
     )
     for g in result.guardrails:
         if g.status in ("failing", "warning"):
             console.print(f"[red]guardrail {g.status}[/red]: {g.message}")
+    if result.cuped:
+        adjusted = Table(title="conversion per unit, CUPED (pre-experiment conversion)")
+        for column in ("variant", "lift", "interval", "p", "unadjusted interval", "var. red."):
+            adjusted.add_column(column)
+        for c in result.cuped:
+            adjusted.add_row(
+                c.variant,
+                _fmt(c.lift, pct=True),
+                f"[{c.ci[0]:+.2%}, {c.ci[1]:+.2%}]" if c.ci else (c.error or "")[:40],
+                _fmt(c.p_value),
+                f"[{c.unadjusted_ci[0]:+.2%}, {c.unadjusted_ci[1]:+.2%}]"
+                if c.unadjusted_ci
+                else "",
+                _fmt(c.variance_reduction, pct=True),
+            )
+        console.print(adjusted)
 
 
 @app.command("results")
@@ -189,6 +205,9 @@ def results_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     sequential: Annotated[
         bool, typer.Option(help="Always-valid intervals (for teams that peek).")
+    ] = False,
+    cuped: Annotated[
+        bool, typer.Option(help="Add conversion adjusted by pre-experiment conversion.")
     ] = False,
 ) -> None:
     """Per-variant metrics, lifts, intervals, p-values, SRM and guardrails."""
@@ -200,6 +219,7 @@ def results_command(
             db=db,
             experiment=service.find(db=db, key=key, merchant_id=merchant),
             sequential=sequential,
+            cuped=cuped,
         )
     )
     if as_json:
@@ -235,11 +255,18 @@ def simulate_shoppers(
     seed: int = 0,
     key: str | None = None,
     on_step: Callable[[], None] | None = None,
+    customers: int | None = None,
 ) -> dict[str, Any]:
     """Drive ``sessions`` synthetic shoppers through the HTTP API with ``client`` (a
     ``TestClient`` or an ``httpx.Client`` with a base URL): create a checkout session (secret
     key), get a profile, render the elements, then pay with probability ``base_rate`` plus the
     true absolute effect of the shopper's variant, or abandon. Returns counts per variant.
+
+    ``customers``: shoppers come back, as real ones do. Each session belongs to one of this
+    many customers (``sim-cus-0`` ...), and each customer has a stable propensity to pay drawn
+    from Beta with mean ``base_rate`` (the same customer gets the same one in every call), so
+    history before an experiment predicts conversion in it (what CUPED uses). ``None``: every
+    shopper is new and converts with ``base_rate`` exactly.
     """
     import numpy as np
 
@@ -248,9 +275,13 @@ def simulate_shoppers(
     paid: Counter[str] = Counter()
     for i in range(sessions):
         amount = int(rng.integers(1000, 12000))
+        customer, propensity = f"sim-{seed}-{i}", base_rate
+        if customers is not None:
+            number = int(rng.integers(customers))
+            customer, propensity = f"sim-cus-{number}", customer_propensity(number, base_rate)
         created = client.post(
             "/v1/checkout_sessions",
-            json={"amount": amount, "currency": "EUR", "customer": f"sim-{seed}-{i}"},
+            json={"amount": amount, "currency": "EUR", "customer": customer},
             headers=secret_headers,
         )
         created.raise_for_status()
@@ -277,7 +308,7 @@ def simulate_shoppers(
         ).raise_for_status()
         label = variant or "(not enrolled)"
         exposed[label] += 1
-        rate = min(max(base_rate + effects.get(variant or "", 0.0), 0.0), 1.0)
+        rate = min(max(propensity + effects.get(variant or "", 0.0), 0.0), 1.0)
         if rng.random() < rate:
             response = _pay(client, checkout, body, public_headers, f"sim-{seed}-{i}")
             if response.status_code == 200 and response.json().get("status") == "succeeded":
@@ -302,6 +333,17 @@ def simulate_shoppers(
         }
         for label in sorted(exposed)
     }
+
+
+def customer_propensity(number: int, base_rate: float, concentration: float = 1.5) -> float:
+    """Customer ``number``'s own probability to pay: Beta(concentration * base_rate,
+    concentration * (1 - base_rate)), seeded by the number alone so every call agrees."""
+    import numpy as np
+
+    if base_rate <= 0 or base_rate >= 1:
+        return base_rate
+    rng = np.random.default_rng([number, 20261126])
+    return float(rng.beta(concentration * base_rate, concentration * (1 - base_rate)))
 
 
 def _pay(
@@ -361,6 +403,10 @@ def simulate_command(
         typer.Option(envvar="CHECKOUTLAB_SIM_SECRET_KEY", help="Needed with --base-url."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+    customers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Returning customers (stable propensity each); new if omitted."),
+    ] = None,
 ) -> None:
     """Drive synthetic shoppers through the real HTTP API with a known effect per variant."""
     from checkoutlab.experiments import service
@@ -401,10 +447,11 @@ def simulate_command(
                     seed=seed,
                     key=key,
                     on_step=step,
+                    customers=customers,
                 )
         else:
             counts = _simulate_in_process(
-                owner, public, sessions, effects, base_rate, seed, key, step
+                owner, public, sessions, effects, base_rate, seed, key, step, customers
             )
     if as_json:
         typer.echo(json.dumps(counts, indent=2))
@@ -425,6 +472,7 @@ def _simulate_in_process(
     seed: int,
     key: str,
     step: Callable[[], None],
+    customers: int | None = None,
 ) -> dict[str, Any]:
     """The real app in-process; the secret-key check is replaced by the merchant (admin)."""
     from fastapi.testclient import TestClient
@@ -447,4 +495,5 @@ def _simulate_in_process(
             seed=seed,
             key=key,
             on_step=step,
+            customers=customers,
         )

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from checkoutlab.db import Base, utcnow
+from checkoutlab.profile.models import Decision
 
 
 class Experiment(Base):
@@ -49,3 +50,13 @@ class AssignmentRecord(Base):
     variant: Mapped[str] = mapped_column(String(100))
     probability: Mapped[float]
     assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Declared here, with the queries that need it (results and bandit allocation filter decisions
+# by merchant and experiment key and group by variant); migration 0006_experiments_index.
+DECISIONS_BY_EXPERIMENT = Index(
+    "ix_decisions_merchant_experiment_variant",
+    Decision.__table__.c.merchant_id,
+    Decision.__table__.c.experiment_key,
+    Decision.__table__.c.variant,
+)

@@ -80,10 +80,14 @@ def experiment_results(
     merchant: SecretMerchant,
     db: SessionDep,
     sequential: bool = Query(default=False, description="always-valid intervals for peeking"),
+    cuped: bool = Query(
+        default=False, description="add the primary metric adjusted by pre-experiment conversion"
+    ),
 ) -> dict[str, Any]:
     """Per-variant metrics, lifts, intervals, p-values, chance to win, SRM, guardrails and a
-    daily time series."""
+    daily time series (and CUPED-adjusted conversion with ``?cuped=true``)."""
     from checkoutlab.experiments.analysis import analyze_experiment
 
     experiment = service.get(db=db, merchant_id=merchant.id, key=key)
-    return analyze_experiment(db=db, experiment=experiment, sequential=sequential).to_dict()
+    result = analyze_experiment(db=db, experiment=experiment, sequential=sequential, cuped=cuped)
+    return result.to_dict()

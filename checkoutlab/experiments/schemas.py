@@ -12,7 +12,6 @@ comes first, so what the fraud scorer and the merchant rules require always stay
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -20,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from checkoutlab.merchants.schemas import Layout, MerchantConfig, Theme, VerificationStep
+from checkoutlab.profile.schema import COPY_SLOTS, CopyOverrides, LoyaltyPlacement
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,99}$"
 _KEY_HELP = "lowercase letters, digits, '_' and '-', starting with a letter or digit"
@@ -54,9 +54,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-_COPY_KEY = re.compile(r"^[a-z][a-z0-9_.]{0,59}$")
-
-
 class FormConfig(_Strict):
     """What a variant changes in the generated form; unset fields keep the merchant default."""
 
@@ -65,12 +62,16 @@ class FormConfig(_Strict):
         default=None, description="merchant_order, context_rules or a bandit policy name"
     )
     theme: Theme | None = None
-    copy_overrides: dict[str, Annotated[str, Field(max_length=300)]] = Field(
+    copy_overrides: dict[str, Annotated[str, Field(min_length=1, max_length=300)]] = Field(
         default_factory=dict,
-        max_length=50,
-        description="UI text overrides by message key, e.g. {'pay_button': 'Pay now'}",
+        max_length=len(COPY_SLOTS),
+        description="text per form slot ("
+        + ", ".join(COPY_SLOTS)
+        + "), e.g. {'pay_button': 'Pay {amount} now'}",
     )
-    loyalty_placement: Literal["above_methods", "below_methods", "summary"] | None = None
+    loyalty_placement: LoyaltyPlacement | None = Field(
+        default=None, description="above_methods, below_methods, summary or hidden"
+    )
     verification_add: list[VerificationStep] = Field(
         default_factory=list,
         description="steps this variant adds; a variant can never remove a required step",
@@ -79,9 +80,12 @@ class FormConfig(_Strict):
     @field_validator("copy_overrides")
     @classmethod
     def _copy_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [key for key in value if not _COPY_KEY.fullmatch(key)]
+        bad = sorted(key for key in value if key not in COPY_SLOTS)
         if bad:
-            raise ValueError(f"copy_overrides keys must look like 'pay_button', got {bad}")
+            raise ValueError(
+                f"copy_overrides can set the form's text slots {list(COPY_SLOTS)}; unknown: {bad}"
+            )
+        CopyOverrides.model_validate(value)  # the slot's own length limit
         return value
 
     @field_validator("verification_add")

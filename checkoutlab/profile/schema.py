@@ -94,10 +94,35 @@ class Ordering(_Model):
     propensity: float = Field(ge=0, le=1, description="probability of the first method")
 
 
+LoyaltyPlacement = Literal["above_methods", "below_methods", "summary", "hidden"]
+
+
+class CopyOverrides(_Model):
+    """Replacement text for known slots; an unset slot keeps the translated default.
+
+    ``pay_button`` may contain ``{amount}``, replaced by the formatted amount."""
+
+    heading: str | None = Field(default=None, max_length=120)
+    pay_button: str | None = Field(default=None, max_length=60)
+    footer_note: str | None = Field(default=None, max_length=300)
+
+
+COPY_SLOTS: tuple[str, ...] = tuple(CopyOverrides.model_fields)
+"""The text slots copy may replace: a closed list, so copy changes only words the templates
+already place (escaped), never the form's structure."""
+
+
 class UI(_Model):
     layout: Layout
     locale: Literal["en", "de", "fr", "es", "ja"]
     theme: Theme
+    copy_overrides: CopyOverrides = Field(
+        default_factory=CopyOverrides, description="experiment copy for the form's text slots"
+    )
+    loyalty_placement: LoyaltyPlacement = Field(
+        default="below_methods",
+        description="where the loyalty section goes; 'hidden' leaves it out of the form",
+    )
 
 
 class PaymentProfile(_Model):

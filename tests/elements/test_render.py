@@ -543,3 +543,84 @@ def test_translate_falls_back_to_english_and_rejects_unknown_ids() -> None:
     assert translate("submit.pay", "fr", amount="5 €") == "Payer 5 €"
     with pytest.raises(KeyError):
         translate("no.such.label", "en")
+
+
+# --- experiment copy and loyalty placement ----------------------------------------------------
+
+
+def with_ui(profile: PaymentProfile, **ui: Any) -> PaymentProfile:
+    return profile.model_copy(update={"ui": UI.model_validate(profile.ui.model_dump() | ui)})
+
+
+def _positions(html: str, *markers: str) -> list[int]:
+    found = [html.find(marker) for marker in markers]
+    assert all(at >= 0 for at in found), dict(zip(markers, found, strict=True))
+    return found
+
+
+def test_copy_overrides_fill_their_slots_escaped() -> None:
+    profile = with_ui(
+        make_profile(),
+        copy_overrides={
+            "heading": "Almost yours",
+            "pay_button": "Pay {amount} securely",
+            "footer_note": XSS,
+        },
+    )
+    html = render_elements(profile).html
+    doc = Doc(html)
+    assert doc.find("h2", data_role="heading")
+    assert ">Almost yours</h2>" in html
+    assert submit_text(html) == "Pay €12.34 securely"
+    assert doc.find("p", data_role="footer-note")
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_without_copy_overrides_the_defaults_stay() -> None:
+    html = render_elements(make_profile()).html
+    assert submit_text(html) == "Pay €12.34"
+    assert 'data-role="heading"' not in html and 'data-role="footer-note"' not in html
+
+
+def test_copy_is_limited_to_known_slots() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        with_ui(make_profile(), copy_overrides={"legend": "x"})
+    with pytest.raises(ValidationError):
+        with_ui(make_profile(), copy_overrides={"pay_button": "x" * 61})
+
+
+def test_pay_button_copy_is_not_a_format_string() -> None:
+    profile = with_ui(make_profile(), copy_overrides={"pay_button": "{0} {amount!r} {__class__}"})
+    assert submit_text(render_elements(profile).html) == "{0} {amount!r} {__class__}"
+
+
+@pytest.mark.parametrize(
+    ("placement", "before", "after"),
+    [
+        ("above_methods", 'data-role="loyalty"', 'class="cl-methods'),
+        ("below_methods", 'class="cl-methods', 'data-role="loyalty"'),
+        ("summary", 'class="cl-summary"', 'data-role="loyalty"'),
+    ],
+)
+def test_loyalty_placement_moves_the_section(placement: str, before: str, after: str) -> None:
+    html = render_elements(with_ui(everything_on(), loyalty_placement=placement)).html
+    first, second = _positions(html, before, after)
+    assert first < second
+    assert html.count('data-role="loyalty"') == 1
+    assert f'data-placement="{placement}"' in html
+    summary, submit, loyalty = _positions(
+        html, 'class="cl-summary"', 'data-action="submit"', 'data-role="loyalty"'
+    )
+    assert (summary < loyalty < submit) == (placement == "summary")
+
+
+def test_hidden_loyalty_is_left_out() -> None:
+    html = render_elements(with_ui(everything_on(), loyalty_placement="hidden")).html
+    assert 'data-role="loyalty"' not in html and 'name="redeem_points"' not in html
+    assert 'data-action="submit"' in html
+
+
+def test_loyalty_defaults_below_the_methods() -> None:
+    assert make_profile().ui.loyalty_placement == "below_methods"

@@ -220,3 +220,52 @@ def test_bandit_allocation_explores_then_keeps_min_share(database: Database, mer
         )
         assert sum(shares) == pytest.approx(1.0)
         assert min(shares) >= 0.2 - 1e-12
+
+
+def test_bandit_shifts_traffic_to_the_better_variant_but_keeps_the_floor(
+    database: Database, merchant: Any
+) -> None:
+    """After the explore phase, Thompson sampling gives the clearly better variant most new
+    units, the worse one keeps ``min_share``, the logged probability is the share the unit
+    was drawn with, and units assigned while exploring keep their variant."""
+    import numpy as np
+
+    from .test_analysis import seed as seed_traffic
+
+    with database.session() as db:
+        experiment = service.create(
+            db=db,
+            merchant_id=merchant.id,
+            data=_definition(
+                "cta_copy",
+                variants=[
+                    {"key": "control", "control": True, "weight": 1},
+                    {"key": "treatment", "weight": 1},
+                ],
+                allocation={"type": "bandit", "min_share": 0.1, "explore_units": 20},
+            ),
+        )
+        service.start(db=db, experiment=experiment)
+        explored = {
+            f"cus:e{i}": assign(db, merchant.id, f"cus:e{i}", _activation()) for i in range(20)
+        }
+        db.commit()
+        assert {a.probability for a in explored.values()} == {0.5}  # weights while exploring
+        # control converts 10 %, treatment 40 % (decisions and payments, as served)
+        seed_traffic(
+            db, merchant.id, "control", np.arange(200) % 10 == 0, np.full(200, 900), prefix="c"
+        )
+        seed_traffic(
+            db, merchant.id, "treatment", np.arange(200) % 5 < 2, np.full(200, 900), prefix="t"
+        )
+
+        new = [assign(db, merchant.id, f"cus:n{i}", _activation()) for i in range(400)]
+        db.commit()
+        probability = {a.variant: a.probability for a in new}
+        assert probability["control"] == pytest.approx(0.1, abs=1e-9)  # the floor
+        assert probability["treatment"] == pytest.approx(0.9, abs=1e-9)
+        share = sum(a.variant == "treatment" for a in new) / len(new)
+        assert 0.85 < share < 0.95
+        for unit, first in explored.items():  # sticky
+            again = assign(db, merchant.id, unit, _activation())
+            assert (again.variant, again.probability) == (first.variant, 0.5)

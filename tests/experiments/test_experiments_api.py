@@ -214,6 +214,11 @@ def test_results_before_any_traffic(client: TestClient, merchant: Any) -> None:
     assert all(c["error"] for c in body["comparisons"])
     assert {g["status"] for g in body["guardrails"]} == {"insufficient_data"}
     assert body["timeseries"] == []
+    assert body["cuped"] == []  # only on request
+    adjusted = client.get("/v1/experiments/one_page/results?cuped=true", headers=h).json()
+    assert [(c["variant"], c["error"]) for c in adjusted["cuped"]] == [
+        ("accordion", "no exposures yet")
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,6 +362,9 @@ def test_cli_lifecycle_and_results(cli_db: Any, tmp_path: Any) -> None:
     assert "conversion" in table.output and "SRM" in table.output
     as_json = runner.invoke(cli, ["results", "cta_copy", "--json"])
     assert json.loads(as_json.stdout)["object"] == "experiment_results"
+    with_cuped = runner.invoke(cli, ["results", "cta_copy", "--json", "--cuped"])
+    assert [c["variant"] for c in json.loads(with_cuped.stdout)["cuped"]] == ["friendly"]
+    assert "CUPED" in runner.invoke(cli, ["results", "cta_copy", "--cuped"]).output
     shipped = runner.invoke(cli, ["ship", "cta_copy", "--variant", "friendly"])
     assert shipped.exit_code == 0 and "shipped" in shipped.output, shipped.output
     with database.session() as db:
