@@ -1,12 +1,14 @@
 """Demo data for ``make demo``: a merchant with catalogue, stock, loyalty and returning customers.
 
-The demo merchant's keys are kept in ``var/demo_keys.json`` (development only) because the
-secret key is stored hashed and could not be shown again on the next start.
+The demo merchant's keys, and the growth dashboard login of its team, are kept in
+``var/demo_keys.json`` (development only) because the secret key and the password are stored
+hashed and could not be shown again on the next start.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,9 @@ def seed(*, db: Session, keys_file: Path = KEYS_FILE) -> dict[str, str]:
     if keys_file.exists():
         keys = json.loads(keys_file.read_text())
         if db.get(Merchant, keys["merchant_id"]) is not None:
+            if "dashboard_email" not in keys:  # a demo seeded before the dashboard existed
+                keys |= _seed_dashboard_user(db, keys["merchant_id"])
+                _write_keys(keys_file, keys)
             return keys
     created = merchants.create(
         db=db, name="Demo Store", config=MerchantConfig.model_validate(DEMO_CONFIG)
@@ -88,11 +93,28 @@ def seed(*, db: Session, keys_file: Path = KEYS_FILE) -> dict[str, str]:
         "merchant_id": created.merchant_id,
         "publishable_key": created.publishable_key,
         "secret_key": created.secret_key,
-    }
+    } | _seed_dashboard_user(db, created.merchant_id)
+    _write_keys(keys_file, keys)
+    return keys
+
+
+def _write_keys(keys_file: Path, keys: dict[str, str]) -> None:
     keys_file.parent.mkdir(parents=True, exist_ok=True)
     keys_file.write_text(json.dumps(keys, indent=2))
     keys_file.chmod(0o600)
-    return keys
+
+
+DASHBOARD_EMAIL = "growth@demo.example"
+
+
+def _seed_dashboard_user(db: Session, merchant_id: str) -> dict[str, str]:
+    """A growth-team login for the demo merchant. Its password is random per demo database
+    and kept, like the secret key, only in the development keys file."""
+    from checkoutlab.dashboard import auth
+
+    password = secrets.token_urlsafe(12)
+    auth.add_user(db=db, merchant_id=merchant_id, email=DASHBOARD_EMAIL, password=password)
+    return {"dashboard_email": DASHBOARD_EMAIL, "dashboard_password": password}
 
 
 DEMO_EXPERIMENT: dict[str, Any] = {
