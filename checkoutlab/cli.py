@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +13,11 @@ from rich.console import Console
 
 from checkoutlab.bandits.cli import app as bandits_app
 from checkoutlab.config import get_settings
+from checkoutlab.dashboard.cli import app as users_app
 from checkoutlab.db import Database
 from checkoutlab.experiments.cli import app as experiments_app
 from checkoutlab.fraud.cli import app as fraud_app
+from checkoutlab.webhooks.cli import app as webhooks_app
 
 app = typer.Typer(
     help="Checkout Lab: payment profiles, generated checkout forms, payments.", no_args_is_help=True
@@ -26,8 +29,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(fraud_app, name="fraud")
 app.add_typer(bandits_app, name="bandits")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(merchants_app, name="merchants")
 merchants_app.add_typer(config_app, name="config")
+merchants_app.add_typer(users_app, name="users")
 console = Console(stderr=True)
 
 
@@ -196,18 +201,81 @@ def merchants_audit(
             )
 
 
+class LogFormatOption(StrEnum):
+    text = "text"
+    json = "json"
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=256, help="API worker processes (default: CHECKOUTLAB_API_WORKERS)"
+        ),
+    ] = None,
+    log_format: Annotated[
+        LogFormatOption | None,
+        typer.Option(help="Log lines as text or JSON (default: CHECKOUTLAB_LOG_FORMAT)"),
+    ] = None,
+    graceful_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            help="Seconds in-flight requests may take to finish after SIGTERM "
+            "(default: CHECKOUTLAB_SHUTDOWN_GRACE_SECONDS)",
+        ),
+    ] = None,
 ) -> None:
-    """Run the API server (migrates an empty or old database first)."""
+    """Run the API: migrate the database once, then start the worker processes.
+
+    Several workers run under uvicorn's own supervisor (it restarts a worker that dies or
+    hangs, SIGHUP replaces them one by one); SIGTERM drains in-flight requests for the grace
+    period before the workers stop. With more than one worker, Prometheus metrics are
+    shared through PROMETHEUS_MULTIPROC_DIR (a fresh temporary directory unless set).
+    """
+    import math
+    import os
+
     import uvicorn
 
-    from checkoutlab.api.app import create_app
+    from checkoutlab.observability import metrics
+    from checkoutlab.observability.logging import configure_logging, logging_config
 
-    _database().upgrade()
-    uvicorn.run(create_app(), host=host, port=port, log_level=get_settings().log_level.lower())
+    settings = get_settings()
+    count = workers or settings.api_workers
+    fmt = log_format.value if log_format is not None else settings.log_format
+    grace = graceful_timeout if graceful_timeout is not None else settings.shutdown_grace_seconds
+    # Workers are fresh processes that read their settings from the environment.
+    os.environ["CHECKOUTLAB_LOG_FORMAT"] = fmt
+    configure_logging(fmt, settings.log_level)
+
+    database = _database()
+    database.upgrade()  # here, once: workers never race each other on migrations
+    database.dispose()  # no connection is shared with the workers
+
+    created_dir = None
+    if count > 1 or metrics.multiprocess_dir() is not None:
+        path, created = metrics.prepare_multiprocess_dir(metrics.multiprocess_dir())
+        created_dir = path if created else None
+    try:
+        uvicorn.run(
+            "checkoutlab.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=count,
+            log_config=logging_config(fmt, settings.log_level),
+            access_log=False,  # checkoutlab.access logs each request with its id and route
+            timeout_graceful_shutdown=max(1, math.ceil(grace)),
+            # spawned workers import the whole platform before they can answer the supervisor
+            timeout_worker_healthcheck=settings.worker_healthcheck_seconds,
+        )
+    finally:
+        if created_dir is not None:
+            metrics.remove_multiprocess_dir(created_dir)
 
 
 @app.command()
@@ -234,6 +302,11 @@ def demo(
     base = f"http://{host}:{port}"
     console.print("[bold]Checkout Lab demo[/bold]")
     console.print(f"  Demo store:         {base}/demo")
+    if "dashboard_email" in keys:
+        login = f"{base}/dashboard/login?merchant={keys['merchant_id']}"
+        console.print(f"  Growth dashboard:   {login}", soft_wrap=True)
+        console.print(f"    e-mail:           {keys['dashboard_email']}")
+        console.print(f"    password:         {keys['dashboard_password']}")
     console.print(f"  OpenAPI:            {base}/openapi.json")
     console.print(f"  Profile schema:     {base}/v1/schemas/payment_profile.json")
     console.print(f"  merchant_id:        {keys['merchant_id']}")
@@ -250,23 +323,48 @@ def demo(
 @app.command()
 def worker(
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between idle polls.")] = 1.0,
+    log_format: Annotated[
+        LogFormatOption | None,
+        typer.Option(help="Log lines as text or JSON (default: CHECKOUTLAB_LOG_FORMAT)"),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics (learner lag, rewards) on this port "
+            "(default: CHECKOUTLAB_WORKER_METRICS_PORT, off)",
+        ),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Interface of the metrics port.")] = "127.0.0.1",
 ) -> None:
-    """Run the background jobs: the bandit learner and scheduled fraud retraining.
+    """Run the background jobs: bandit learner, fraud retraining, merchant webhook deliveries.
 
     The learner turns the event log into rewards and policy snapshots; every
     CHECKOUTLAB_RETRAIN_INTERVAL_HOURS the fraud model is retrained on the platform's own
     outcomes and promoted if it beats the champion.
     """
+    import signal
     import threading
     from datetime import timedelta
 
     from checkoutlab.bandits.learner import Learner
     from checkoutlab.fraud.retrain import NotEnoughData, retrain
+    from checkoutlab.observability.logging import configure_logging
 
     settings = get_settings()
+    configure_logging(log_format.value if log_format else settings.log_format, settings.log_level)
     database = _database()
     database.upgrade()
     stop = threading.Event()
+    # SIGTERM (docker stop, systemd, Kubernetes) ends the loop between batches: a batch is
+    # one transaction, so stopping there leaves nothing half-applied.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    port = metrics_port or settings.worker_metrics_port
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr=metrics_host)
 
     def retrain_loop() -> None:
         period = settings.retrain_interval_hours * 3600
@@ -286,11 +384,18 @@ def worker(
     learner = Learner(
         database, attribution_window=timedelta(minutes=settings.attribution_window_minutes)
     )
+    from checkoutlab.webhooks.dispatcher import Dispatcher
+
+    dispatcher = Dispatcher(database, settings)  # merchant webhooks, with retries
+    dispatcher.start()
+    jobs.append("webhook deliveries")
     console.print(f"[green]worker running[/green]: {', '.join(jobs)}; Ctrl-C stops")
     try:
-        learner.run(interval_seconds=interval)
+        learner.run(interval_seconds=interval, stop=stop)
     except KeyboardInterrupt:
-        console.print("worker stopped")
+        pass  # Ctrl-C ends like SIGTERM
     finally:
         stop.set()
+        dispatcher.stop()
         database.dispose()
+        console.print("worker stopped")

@@ -118,9 +118,11 @@ def upgrade(engine: Engine) -> None:
 def import_models() -> None:
     """Register every domain's tables on ``Base.metadata`` (Alembic autogenerate, tests)."""
     import checkoutlab.bandits.models
+    import checkoutlab.dashboard.models
     import checkoutlab.events.models
     import checkoutlab.experiments.models
     import checkoutlab.fraud.models
     import checkoutlab.merchants.models
     import checkoutlab.payments.models
-    import checkoutlab.profile.models  # noqa: F401
+    import checkoutlab.profile.models
+    import checkoutlab.webhooks.models  # noqa: F401

@@ -23,10 +23,15 @@ from checkoutlab.events.router import router as events_router
 from checkoutlab.experiments.router import router as experiments_router
 from checkoutlab.fraud.router import router as fraud_router
 from checkoutlab.merchants.router import router as merchants_router
-from checkoutlab.payments.gateways import get_gateway
+from checkoutlab.observability import metrics
+from checkoutlab.observability.health import router as health_router
+from checkoutlab.observability.logging import install_record_factory
+from checkoutlab.observability.middleware import RequestObservabilityMiddleware
 from checkoutlab.payments.router import router as payments_router
+from checkoutlab.payments.routing import GatewayPool
 from checkoutlab.profile.builder import default_services
 from checkoutlab.profile.router import router as profile_router
+from checkoutlab.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
 mimetypes.add_type("text/javascript", ".mjs")  # nosniff needs a JavaScript type for modules
@@ -42,6 +47,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``demo_keys`` (the demo merchant's keys) mounts the demo store."""
     settings = settings or get_settings()
+    install_record_factory()  # every log record carries the request id
     db = database or Database(settings.database_url)
 
     services = default_services()
@@ -59,8 +65,14 @@ def create_app(
         services.scorer = LearnedRiskScorer(watcher, store)
         background += [watcher, FeatureSync(store, interval_seconds=settings.feature_sync_seconds)]
 
+    if settings.webhook_dispatch_in_api:
+        from checkoutlab.webhooks.dispatcher import Dispatcher
+
+        background.append(Dispatcher(db, settings))
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        metrics.worker_started()
         for task in background:
             task.start()
         yield
@@ -68,6 +80,7 @@ def create_app(
             task.stop()
         if database is None:
             db.dispose()
+        metrics.worker_stopped()
 
     app = FastAPI(
         title="Checkout Lab",
@@ -80,11 +93,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.db = db
-    app.state.gateway = get_gateway(settings.gateway)
+    app.state.gateway_pool = GatewayPool.from_settings(settings)  # routing, breakers
+    app.state.gateway = app.state.gateway_pool.get(settings.gateway)  # the default gateway
     app.state.profile_services = services
     app.state.bandit_provider = bandit_provider  # the bandits router reports staleness
     errors.install(app)
     security.install(app, settings)
+    # outermost of ours: request id, latency metrics and the access log see every answer
+    app.add_middleware(RequestObservabilityMiddleware)
     routers = (
         payments_router,
         profile_router,
@@ -94,9 +110,13 @@ def create_app(
         bandits_router,
         merchants_router,
         experiments_router,
+        webhooks_router,
     )
     for router in routers:
         app.include_router(router)
+    from checkoutlab.dashboard import install as install_dashboard
+
+    install_dashboard(app)  # /dashboard: the growth team's pages
     if WIDGET_DIR.is_dir():
         app.mount("/widget", StaticFiles(directory=WIDGET_DIR), name="widget")
     else:  # a non-editable install does not carry the repository's widget/ folder
@@ -107,6 +127,8 @@ def create_app(
         app.include_router(make_router(demo_keys, demo_api_base))
         app.state.demo_api_base = demo_api_base
         app.mount("/demo/static", static_files(), name="demo-static")
+
+    app.include_router(health_router)  # /livez, /readyz, /metrics
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -1,4 +1,10 @@
-"""One error shape for every 4xx: ``{"error": {"type", "code", "message", "param"}}``."""
+"""One error shape for every 4xx and 5xx: ``{"error": {"type", "code", "message", "param"}}``.
+
+A database that cannot be reached (PostgreSQL restarting, a failover, a pool exhausted,
+SQLite locked past its timeout) answers **503** ``database_unavailable`` with
+``Retry-After``, not 500: the request was fine and a retry will work once the database is
+back, which the engine's ``pool_pre_ping`` notices on the next checkout without a restart.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,78 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from checkoutlab.errors import CheckoutLabError
+from checkoutlab.observability.request_id import HEADER as REQUEST_ID_HEADER
+from checkoutlab.observability.request_id import SCOPE_KEY as REQUEST_ID_KEY
+from checkoutlab.observability.request_id import bind_request_id
 
 log = logging.getLogger(__name__)
 
 
 def error_body(type_: str, code: str, message: str, param: str | None = None) -> dict[str, Any]:
     return {"error": {"type": type_, "code": code, "message": message, "param": param}}
+
+
+# What SQLAlchemy raises when the database, not the query, is the problem. OperationalError
+# is the DBAPI's "connection refused / server closed the connection / database is locked";
+# InterfaceError a connection unusable at the driver level; TimeoutError an exhausted pool.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+DATABASE_RETRY_AFTER_SECONDS = 2
+# sqlite3 raises OperationalError for SQL mistakes too ("syntax error", "no such column"):
+# only these mean the database itself is unavailable, the rest stay 500 so bugs show.
+_SQLITE_UNAVAILABLE = ("locked", "unable to open", "disk i/o", "readonly", "no such table")
+
+
+def _unavailable_kind(exc: BaseException) -> bool:
+    if not isinstance(exc, DATABASE_UNAVAILABLE):
+        return False
+    orig = getattr(exc, "orig", None)
+    if type(orig).__module__ == "sqlite3":
+        return any(phrase in str(orig).lower() for phrase in _SQLITE_UNAVAILABLE)
+    return True
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc``, or an error it was raised from, says the database is unreachable."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if _unavailable_kind(current):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _log_unavailable(exc: BaseException) -> None:
+    # The driver's own message ("connection refused", "database is locked"), not str(exc):
+    # SQLAlchemy's includes the statement's parameters.
+    reason = str(getattr(exc, "orig", None) or "").strip().splitlines()
+    log.warning(
+        "database unavailable (%s): %s", type(exc).__name__, reason[0][:200] if reason else ""
+    )
+
+
+def database_unavailable_response() -> JSONResponse:
+    body = error_body(
+        "api_error",
+        "database_unavailable",
+        "The database is temporarily unavailable. Retry in a few seconds (a confirm with the "
+        "same Idempotency-Key, so it cannot be charged twice).",
+    )
+    return JSONResponse(
+        body, status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+    )
 
 
 # Errors pydantic raises when the whole body is not an object (a list, a form, a string).
@@ -89,8 +158,27 @@ def install(app: FastAPI) -> None:
         body = error_body(type_, codes.get(exc.status_code, "http_error"), message)
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):  # a SQL mistake on SQLite: a bug, not an outage
+            return await _unexpected(request, exc)
+        _log_unavailable(exc)
+        return database_unavailable_response()
+
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _database)
+
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette runs this outermost, after the request-id middleware has returned.
+        request_id = request.scope.get(REQUEST_ID_KEY)
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+        with bind_request_id(request_id):
+            if database_unavailable(exc):  # raised in a middleware, or wrapped by a domain
+                _log_unavailable(exc)
+                response = database_unavailable_response()
+                if headers:
+                    response.headers.update(headers)
+                return response
+            log.exception("unhandled error", exc_info=exc)
         body = error_body("api_error", "internal_error", "An internal error occurred; retry later.")
-        return JSONResponse(body, status_code=500)
+        return JSONResponse(body, status_code=500, headers=headers)

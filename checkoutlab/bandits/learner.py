@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,7 @@ from typing import Any, Literal
 
 import pandas as pd
 from babel.numbers import get_currency_precision
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from checkoutlab.bandits.models import (
@@ -62,6 +63,8 @@ from checkoutlab.events.models import Event
 from checkoutlab.events.service import read_since
 from checkoutlab.merchants.models import Merchant
 from checkoutlab.merchants.schemas import MerchantConfig, MethodType
+from checkoutlab.observability import metrics
+from checkoutlab.observability.request_id import bind_request_id
 from checkoutlab.profile.models import Decision
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,8 @@ EVENT_TYPES = ("profile_served", "payment_succeeded")
 #: Policies whose river objects only accept 0/1 rewards: they learn conversion, never revenue.
 BINARY_REWARD_POLICIES = frozenset({"thompson", "logistic_softmax"})
 _IN_CHUNK = 500  # ids per IN (...) list
+#: Lag counts stop here: past it the number only says "far behind", and counting costs.
+LAG_CAP = 100_000
 
 RewardKind = Literal["conversion", "revenue"]
 
@@ -108,6 +113,15 @@ class LearnerStats:
             "skipped": self.skipped,
             "snapshots": dict(self.snapshots),
         }
+
+
+@dataclass(frozen=True)
+class LearnerLag:
+    """How far the learner is behind the event log (``checkoutlab_learner_lag_*``)."""
+
+    cursor: int  # the last event id consumed
+    events: int  # learner events after the cursor, at most LAG_CAP
+    seconds: float  # age of the oldest of them (0 when caught up)
 
 
 @dataclass
@@ -411,6 +425,15 @@ class Learner:
             batch.stats.succeeded += 1
         else:
             batch.stats.window_closed += 1
+        request_id = properties.get("request_id") if isinstance(properties, dict) else None
+        with bind_request_id(request_id if isinstance(request_id, str) else None):
+            log.info(
+                "reward %s for decision %s (%s)",
+                int(converted),
+                decision.id,
+                row.outcome,
+                extra={"decision_id": decision.id, "session_id": decision.session_id},
+            )
         if decision.policy not in POLICY_CLASSES:
             batch.stats.logged += 1
         else:
@@ -495,17 +518,51 @@ class Learner:
         committed nothing, so the retry starts from the same cursor.
         """
         stop = stop or threading.Event()
+        lag_checked = 0.0
         while not stop.is_set():
             try:
                 stats = self.run_once(limit=limit)
             except Exception:
                 log.exception("learner batch failed; retrying from the stored cursor")
+                metrics.observe_learner_failure()
                 stop.wait(interval_seconds)
                 continue
+            metrics.observe_learner_batch(
+                succeeded=stats.succeeded, window_closed=stats.window_closed
+            )
+            if time.monotonic() - lag_checked >= 1.0:  # bounded cost while catching up
+                lag_checked = time.monotonic()
+                self._report_lag()
             if on_batch is not None and not stats.idle:
                 on_batch(stats)
             if stats.events < limit and stats.rewards < limit:
                 stop.wait(interval_seconds)
+
+    def lag(self) -> LearnerLag:
+        """Events of the learner's types after its cursor, and the age of the oldest."""
+        with self.database.session() as db:
+            found = db.scalars(
+                select(LearnerCursor.last_event_id).where(LearnerCursor.name == self.cursor_name)
+            ).first()
+            cursor = found or 0
+            after = select(Event.id).where(Event.id > cursor, Event.type.in_(EVENT_TYPES))
+            events = db.scalar(select(func.count()).select_from(after.limit(LAG_CAP).subquery()))
+            oldest = db.scalar(
+                select(Event.received_at)
+                .where(Event.id > cursor, Event.type.in_(EVENT_TYPES))
+                .order_by(Event.id)
+                .limit(1)
+            )
+        seconds = max((self._now() - _aware(oldest)).total_seconds(), 0.0) if oldest else 0.0
+        return LearnerLag(cursor=cursor, events=int(events or 0), seconds=round(seconds, 3))
+
+    def _report_lag(self) -> None:
+        try:
+            lag = self.lag()
+        except Exception:  # the next batch reports the database's failure
+            log.warning("learner lag not measured", exc_info=True)
+            return
+        metrics.set_learner_lag(events=lag.events, seconds=lag.seconds, cursor=lag.cursor)
 
 
 # -- the decision log for off-policy evaluation ---------------------------------------------------

@@ -45,6 +45,7 @@ from checkoutlab.bandits.policies import (
 from checkoutlab.bandits.policy import MerchantOrderPolicy, OrderingPolicy, Ranking, get_policy
 from checkoutlab.db import Database, utcnow
 from checkoutlab.merchants.schemas import MethodType
+from checkoutlab.observability import metrics
 
 if TYPE_CHECKING:
     from checkoutlab.merchants.schemas import MerchantConfig
@@ -311,7 +312,18 @@ class PolicyProvider(PeriodicTask):
     run_immediately = False
 
     def tick(self) -> None:
-        self.refresh()
+        try:
+            self.refresh()
+        finally:  # a failed refresh is exactly when the staleness gauge must move
+            metrics.set_bandit_snapshots(self.served())
+
+    def served(self) -> list[tuple[str, str, int, float]]:
+        """(merchant, policy, snapshot seq, staleness seconds) of every chain served here."""
+        now = time.monotonic()
+        return [
+            (key.merchant_id, key.policy, entry.seq, round(now - entry.checked, 3))
+            for key, entry in list(self._entries.items())
+        ]
 
 
 def fresh_policy_for(config: MerchantConfig, merchant_id: str | None = None) -> OrderingPolicy:

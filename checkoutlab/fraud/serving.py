@@ -21,6 +21,7 @@ from checkoutlab.background import PeriodicTask
 from checkoutlab.fraud.compiled import CompiledModel, compile_pipeline
 from checkoutlab.fraud.platform_store import PlatformFeatureStore
 from checkoutlab.fraud.scorer import RiskAssessment, RiskFeatures, RulesRiskScorer
+from checkoutlab.observability import metrics
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "fraud-scorer"
@@ -55,7 +56,11 @@ class ChampionWatcher(PeriodicTask):
         self.last_error: str | None = None
 
     def tick(self) -> None:
-        self.check()
+        try:
+            self.check()
+        finally:
+            current = self.current
+            metrics.set_fraud_model(self.model_name, current.version if current else None)
 
     def check(self) -> bool:
         """Load the alias's version if it changed; True when a new champion was installed."""

@@ -34,6 +34,7 @@ from checkoutlab.merchants import service as merchants
 from checkoutlab.merchants.models import Merchant
 from checkoutlab.merchants.schemas import MerchantConfig, MethodType
 from checkoutlab.money import to_major, to_minor
+from checkoutlab.observability.request_id import current_request_id
 from checkoutlab.payments import sessions
 from checkoutlab.payments.cards import redact_card_numbers
 from checkoutlab.payments.models import CheckoutSession
@@ -46,6 +47,7 @@ from checkoutlab.profile.rules import RuleOutcome, evaluate_rules
 from checkoutlab.profile.schema import (
     UI,
     Amount,
+    CopyOverrides,
     ExperimentAssignment,
     Inventory,
     InventoryLine,
@@ -313,6 +315,8 @@ def build(
             layout=rules.layout or (form.layout if form else None) or config.layout,
             locale=locale,
             theme=(form.theme if form and form.theme else None) or config.theme,
+            copy_overrides=CopyOverrides.model_validate(form.copy_overrides if form else {}),
+            loyalty_placement=(form.loyalty_placement if form else None) or "below_methods",
         ),
         expires_at=checkout.expires_at,
     )
@@ -371,6 +375,8 @@ def _log_decision(
             "methods": [m.type.value for m in profile.methods],
             "policy": profile.ordering.policy,
             "propensity": profile.ordering.propensity,
+            # the learner logs it with the reward, so one checkout is traceable end to end
+            "request_id": current_request_id(),
         },
     )
     db.commit()

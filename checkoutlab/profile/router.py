@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from checkoutlab.deps import PublicMerchant, SessionDep, SettingsDep
+from checkoutlab.observability.metrics import observe_profile
 from checkoutlab.payments import sessions
 from checkoutlab.profile import builder
 from checkoutlab.profile.context import ContextIn
 from checkoutlab.profile.schema import PaymentProfile
 
 router = APIRouter(tags=["payment profile"])
+log = logging.getLogger(__name__)
 
 
 class ProfileRequest(BaseModel):
@@ -33,7 +36,7 @@ def create_payment_profile(
     checkout = sessions.by_client_secret(
         db=db, merchant_id=merchant.id, client_secret=body.client_secret
     )
-    return builder.build(
+    profile = builder.build(
         db=db,
         merchant=merchant,
         checkout=checkout,
@@ -42,6 +45,22 @@ def create_payment_profile(
         secret=settings.secret_key,
         services=request.app.state.profile_services,
     )
+    experiment = profile.experiment
+    # links this request's id to the decision id the learner and the payment logs name
+    log.info(
+        "profile %s served for session %s (risk %s)",
+        profile.id,
+        checkout.id,
+        profile.risk.level,
+        extra={"decision_id": profile.id, "session_id": checkout.id},
+    )
+    observe_profile(
+        risk_level=profile.risk.level,
+        experiment=experiment.key if experiment else None,
+        variant=experiment.variant if experiment else None,
+        degraded=profile.risk.degraded,
+    )
+    return profile
 
 
 @router.get("/v1/schemas/payment_profile.json")

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from checkoutlab.db import Base, import_models
+from checkoutlab.observability.logging import JsonFormatter
 from checkoutlab.payments.models import Payment
 
 CVC = "739"  # sent as the card's CVC and as the re-entered verification.cvv
@@ -179,6 +180,8 @@ def test_no_card_number_or_cvc_in_database_logs_or_responses(
         for row in rows:
             assert not _leaks(row), f"{table}: {_leaks(row)} in {row}"
 
+    # the JSON lines production writes include every extra= field, so check those too
+    json_lines = JsonFormatter()
     for record in caplog.records:
         text = " ".join(
             [
@@ -186,9 +189,13 @@ def test_no_card_number_or_cvc_in_database_logs_or_responses(
                 repr(record.args),
                 record.exc_text or "",
                 logging.Formatter().format(record),
+                json_lines.format(record),
             ]
         )
         assert not _leaks(text), f"log {record.name}: {_leaks(text)} in {text[:500]}"
+        assert shop.sk not in text, f"secret key in log {record.name}"
+    access = [r for r in caplog.records if r.name == "checkoutlab.access"]
+    assert access and all(r.request_id for r in access), "request lines without a request id"
 
     for response in responses:
         assert not _leaks(response.text), f"response: {_leaks(response.text)} in {response.text}"
