@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from checkoutlab.db import utcnow
 from checkoutlab.events.models import Event
+from checkoutlab.observability.request_id import current_request_id
 from checkoutlab.payments.cards import redact_card_numbers
 
 CLIENT_TYPES = frozenset({"exposure", "interaction", "abandon"})
@@ -37,8 +38,16 @@ def add_server_event(
     decision_id: str | None = None,
     properties: dict[str, Any] | None = None,
 ) -> Event:
-    """Stage a server event in the caller's transaction: it commits with what it records."""
+    """Stage a server event in the caller's transaction: it commits with what it records.
+
+    The current request id is stamped here, once for every server event (profile served,
+    payment results), so the learner and webhooks can log the checkout they belong to.
+    """
     assert type in SERVER_TYPES, type
+    properties = dict(properties or {})
+    request_id = current_request_id()
+    if request_id is not None:
+        properties.setdefault("request_id", request_id)
     event = Event(
         merchant_id=merchant_id,
         type=type,
@@ -46,7 +55,7 @@ def add_server_event(
         decision_id=decision_id,
         occurred_at=utcnow(),
         source="server",
-        properties=properties or {},
+        properties=properties,
     )
     db.add(event)
     return event

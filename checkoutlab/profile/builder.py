@@ -34,7 +34,6 @@ from checkoutlab.merchants import service as merchants
 from checkoutlab.merchants.models import Merchant
 from checkoutlab.merchants.schemas import MerchantConfig, MethodType
 from checkoutlab.money import to_major, to_minor
-from checkoutlab.observability.request_id import current_request_id
 from checkoutlab.payments import sessions
 from checkoutlab.payments.cards import redact_card_numbers
 from checkoutlab.payments.models import CheckoutSession
@@ -375,8 +374,6 @@ def _log_decision(
             "methods": [m.type.value for m in profile.methods],
             "policy": profile.ordering.policy,
             "propensity": profile.ordering.propensity,
-            # the learner logs it with the reward, so one checkout is traceable end to end
-            "request_id": current_request_id(),
         },
     )
     db.commit()

@@ -160,3 +160,33 @@ def test_profile_served_events_store_the_request_id(client, new_checkout, databa
     assert [(e.decision_id, e.properties["request_id"]) for e in events] == [
         (profile["id"], "chk-event-1")
     ]
+
+
+def test_payment_events_store_the_request_id_of_the_confirm(client, new_checkout, database) -> None:
+    """Every server event is stamped in one place, so payment results carry it as well."""
+    from checkoutlab.events.service import read_since
+
+    checkout = new_checkout()
+    token = checkout.profile()["token"]
+    response = client.post(
+        f"/v1/checkout_sessions/{checkout.id}/confirm",
+        json={
+            "client_secret": checkout.session["client_secret"],
+            "profile_token": token,
+            "payment_method": {
+                "type": "card",
+                "card": {
+                    "number": "4242424242424242",
+                    "exp_month": 12,
+                    "exp_year": 2034,
+                    "cvc": "123",
+                },
+            },
+        },
+        headers=checkout.merchant.public_headers
+        | {"Idempotency-Key": "trace", "X-Request-Id": "chk-pay-1"},
+    )
+    assert response.status_code == 200, response.text
+    with database.session() as db:
+        events = read_since(db=db, types=["payment_succeeded"])
+    assert [e.properties.get("request_id") for e in events] == ["chk-pay-1"]
