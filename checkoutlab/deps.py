@@ -14,10 +14,12 @@ with a revoked or expired one) lands in the audit log (``checkoutlab.merchants.a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from starlette.types import Scope
 
@@ -27,10 +29,25 @@ from checkoutlab.merchants import audit
 from checkoutlab.merchants import service as merchants
 from checkoutlab.merchants.models import Merchant
 
+log = logging.getLogger(__name__)
+
 
 def get_db(request: Request) -> Iterator[Session]:
-    with request.app.state.db.session() as session:
+    """One session per request; a connection lost during cleanup is logged, not raised.
+
+    The cleanup runs after the response has started. An error raised there (the rollback
+    of a connection that died during a database outage) can no longer become a 503; it
+    would only make the server drop the connection, so the client got no answer at all.
+    """
+    session = request.app.state.db.sessionmaker()
+    try:
         yield session
+    finally:
+        try:
+            session.close()
+        except DBAPIError as exc:
+            log.warning("database session cleanup failed: %s", exc.__class__.__name__)
+            session.invalidate()
 
 
 def get_settings(request: Request) -> Settings:

@@ -113,7 +113,9 @@ def audit_log(
     key: SecretKey,
     db: SessionDep,
     limit: int = Query(default=100, ge=1, le=1000),
-    before: int | None = Query(default=None, ge=1, description="an entry id, to page back"),
+    before: int | None = Query(
+        default=None, ge=1, le=2**63 - 1, description="an entry id, to page back"
+    ),
 ) -> dict[str, Any]:
     """Recent secret-key requests, newest first."""
     entries = audit.recent(db=db, merchant_id=key.merchant.id, limit=limit, before=before)
