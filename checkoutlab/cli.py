@@ -338,7 +338,8 @@ def worker(
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Interface of the metrics port.")] = "127.0.0.1",
 ) -> None:
-    """Run the background jobs: bandit learner, fraud retraining, merchant webhook deliveries.
+    """Run the background jobs: bandit learner, fraud retraining, merchant webhook deliveries,
+    reconciliation of payments whose outcome is unknown.
 
     The learner turns the event log into rewards and policy snapshots; every
     CHECKOUTLAB_RETRAIN_INTERVAL_HOURS the fraud model is retrained on the platform's own
@@ -389,6 +390,11 @@ def worker(
     dispatcher = Dispatcher(database, settings)  # merchant webhooks, with retries
     dispatcher.start()
     jobs.append("webhook deliveries")
+    from checkoutlab.payments.reconciler import Reconciler
+
+    reconciler = Reconciler(database, settings)  # payments left with an unknown outcome
+    reconciler.start()
+    jobs.append("payment reconciliation")
     console.print(f"[green]worker running[/green]: {', '.join(jobs)}; Ctrl-C stops")
     try:
         learner.run(interval_seconds=interval, stop=stop)
@@ -397,5 +403,6 @@ def worker(
     finally:
         stop.set()
         dispatcher.stop()
+        reconciler.stop()
         database.dispose()
         console.print("worker stopped")

@@ -115,9 +115,24 @@ class CircuitBreaker:
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
+            if self._state == "open":
+                # A call that started before the breaker opened and fails late: the breaker
+                # already knows; restarting the wait would postpone the probe indefinitely.
+                return
             if self._state == "half_open" or self._failures >= self.failure_threshold:
                 self._state = "open"
                 self._opened_at = self._clock()
+                self._probe_since = None
+
+    def release(self) -> None:
+        """Report a call that ended without saying anything about the gateway's health.
+
+        A request the gateway refused as invalid (the caller's mistake) neither closes nor
+        opens the breaker; in half-open it hands the probe slot back at once, instead of
+        leaving other callers refused until the probe is given up after ``reset_seconds``.
+        """
+        with self._lock:
+            if self._state == "half_open":
                 self._probe_since = None
 
     def snapshot(self) -> BreakerSnapshot:

@@ -14,15 +14,20 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import delete, select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from checkoutlab.db import utcnow
 from checkoutlab.errors import Conflict
 from checkoutlab.payments.models import IdempotencyRecord
+
+# created_at of a released claim: older than any live one, so the next request takes it over.
+_RELEASED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -47,17 +52,30 @@ def fingerprint(payload: Any, *, secret: str) -> str:
 
 
 def claim(
-    *, db: Session, merchant_id: str, key: str, request_hash: str, wait_seconds: float = 0.0
+    *,
+    db: Session,
+    merchant_id: str,
+    key: str,
+    request_hash: str,
+    wait_seconds: float = 0.0,
+    stale_after_seconds: float | None = None,
 ) -> int | StoredResponse:
     """Claim ``key`` for this request (returns the record id) or return the stored answer.
 
     A request that finds the key claimed but unanswered waits up to ``wait_seconds`` for the
     answer (a double click, a retry after a client timeout), polling the database row, so it
     works across workers and machines; after that it is 409 as before.
+
+    A claim that was released (see :func:`release`), or is older than
+    ``stale_after_seconds`` (its request crashed, was killed or lost its commit), is taken
+    over: the caller runs again under the same key. That is safe for confirm because the
+    gateway key derives from this key, so the rerun reconciles whatever the first run may
+    have charged instead of charging again; without the takeover the key would answer 409
+    forever and the shopper's next key would charge a second time.
     """
     deadline = time.monotonic() + wait_seconds
     delay = 0.02
-    answer: StoredResponse | bool = False  # False: no record (first try, or released)
+    answer: StoredResponse | IdempotencyRecord | bool = False  # False: no record
     while True:
         if answer is False:
             record = IdempotencyRecord(merchant_id=merchant_id, key=key, request_hash=request_hash)
@@ -70,6 +88,10 @@ def claim(
         answer = _stored(db, merchant_id=merchant_id, key=key, request_hash=request_hash)
         if isinstance(answer, StoredResponse):
             return answer
+        if isinstance(answer, IdempotencyRecord):
+            taken = _take_over(db, answer.id, stale_after_seconds)
+            if taken is not None:
+                return taken
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise Conflict(
@@ -81,8 +103,34 @@ def claim(
         delay = min(delay * 1.5, 0.25)
 
 
-def _stored(db: Session, *, merchant_id: str, key: str, request_hash: str) -> StoredResponse | bool:
-    """The stored answer for ``key``; True while it is in progress, False when released."""
+def _take_over(db: Session, record_id: int, stale_after_seconds: float | None) -> int | None:
+    """Claim an unanswered record that was released or went stale; None if still live.
+
+    One conditional UPDATE, so of several requests that find the same stale claim exactly
+    one takes it over (the others see the fresh ``created_at`` and keep waiting).
+    """
+    threshold = _RELEASED_AT  # released claims only
+    if stale_after_seconds is not None:  # and claims older than any live request
+        threshold = max(_RELEASED_AT, utcnow() - timedelta(seconds=stale_after_seconds))
+    taken = db.execute(
+        update(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.id == record_id,
+            IdempotencyRecord.status_code.is_(None),
+            IdempotencyRecord.created_at <= threshold,
+        )
+        .values(created_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.commit()
+    return record_id if taken.rowcount == 1 else None
+
+
+def _stored(
+    db: Session, *, merchant_id: str, key: str, request_hash: str
+) -> StoredResponse | IdempotencyRecord | bool:
+    """The stored answer for ``key``; the unanswered record while it is in progress (or
+    released), False when there is none."""
     existing = db.scalar(
         select(IdempotencyRecord)
         .where(IdempotencyRecord.merchant_id == merchant_id, IdempotencyRecord.key == key)
@@ -98,7 +146,7 @@ def _stored(db: Session, *, merchant_id: str, key: str, request_hash: str) -> St
             param="Idempotency-Key",
         )
     if existing.status_code is None or existing.response is None:
-        return True
+        return existing
     return StoredResponse(existing.status_code, existing.response)
 
 
@@ -111,7 +159,19 @@ def complete(*, db: Session, record_id: int, status_code: int, body: dict[str, A
 
 
 def release(*, db: Session, record_id: int) -> None:
-    """Forget a claim whose request crashed, so that a retry can run instead of 409 forever."""
+    """Give up a claim without storing an answer, so that a retry runs again.
+
+    For a request that crashed, and for answers that must not be replayed forever (confirm's
+    503s: the outcome is still being reconciled, or no gateway could be reached). The record
+    keeps its request fingerprint, so a retry with another body is still 409; it is marked
+    released by moving ``created_at`` back to a fixed past instant, which the next request
+    with this key takes over at once (:func:`claim`).
+    """
     db.rollback()
-    db.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
+    db.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.id == record_id, IdempotencyRecord.status_code.is_(None))
+        .values(created_at=_RELEASED_AT)
+        .execution_options(synchronize_session=False)
+    )
     db.commit()

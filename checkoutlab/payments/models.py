@@ -102,7 +102,7 @@ class PaymentAttempt(Base):
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
     gateway: Mapped[str] = mapped_column(String(30))
     attempt_number: Mapped[int]
-    operation: Mapped[str] = mapped_column(String(20))  # charge | retrieve
+    operation: Mapped[str] = mapped_column(String(20))  # charge | retrieve | complete
     started_at: Mapped[datetime]
     latency_ms: Mapped[int]
     # succeeded | failed | requires_action | processing | unknown | skipped

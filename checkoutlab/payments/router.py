@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import Annotated
+import threading
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
@@ -28,12 +29,23 @@ router = APIRouter(tags=["checkout sessions"])
 _IDEMPOTENCY_WAIT_GRACE = 2.0
 
 
+_POOL_LOCK = threading.Lock()
+
+
 def _gateways(request: Request) -> GatewayPool:
-    """The process's gateway pool, serving ``app.state.gateway`` under its own name."""
+    """The process's gateway pool, serving ``app.state.gateway`` under its own name.
+
+    The app factory creates the pool at startup; an app built without one gets it here,
+    once: under a lock, since two first requests racing would each build a pool with its
+    own circuit breakers.
+    """
     state = request.app.state
     pool = getattr(state, "gateway_pool", None)
-    if pool is None:  # an app built without one (older factory): make it once
-        pool = state.gateway_pool = GatewayPool.from_settings(state.settings)
+    if pool is None:
+        with _POOL_LOCK:
+            pool = getattr(state, "gateway_pool", None)
+            if pool is None:
+                pool = state.gateway_pool = GatewayPool.from_settings(state.settings)
     return pool.replacing(state.gateway)
 
 
@@ -116,6 +128,9 @@ def confirm_checkout_session(
         key=idempotency_key,
         request_hash=request_hash,
         wait_seconds=settings.confirm_budget_seconds + _IDEMPOTENCY_WAIT_GRACE,
+        # a claim older than any confirm can run was left by a crashed request: take it over
+        # (the rerun reconciles its payment under the same gateway key)
+        stale_after_seconds=settings.confirm_budget_seconds + _IDEMPOTENCY_WAIT_GRACE,
     )
     if isinstance(claimed, idempotency.StoredResponse):
         headers = {"Idempotent-Replayed": "true"} | _retry_after(claimed.status_code)
@@ -137,8 +152,20 @@ def confirm_checkout_session(
     except Exception:
         idempotency.release(db=db, record_id=claimed)
         raise
-    idempotency.complete(db=db, record_id=claimed, status_code=status, body=payload)
+    if status == 503 or _error_code(payload) == "payment_in_progress":
+        # Not an answer to replay: the outcome is being reconciled (or nothing was charged,
+        # or another payment of the session was still running). The retry with this key runs
+        # again and, deriving the same gateway key, settles the payment this request started
+        # instead of charging again.
+        idempotency.release(db=db, record_id=claimed)
+    else:
+        idempotency.complete(db=db, record_id=claimed, status_code=status, body=payload)
     return JSONResponse(payload, status_code=status, headers=_retry_after(status))
+
+
+def _error_code(payload: dict[str, Any]) -> str | None:
+    error = payload.get("error")
+    return error.get("code") if isinstance(error, dict) else None
 
 
 def _retry_after(status: int) -> dict[str, str]:
@@ -153,8 +180,13 @@ def complete_challenge(
     request: Request,
     merchant: PublicMerchant,
     db: SessionDep,
+    settings: SettingsDep,
 ) -> JSONResponse:
-    """Finish a payment that answered ``requires_action`` (the 3-D Secure challenge)."""
+    """Finish a payment that answered ``requires_action`` (the 3-D Secure challenge).
+
+    Answers like confirm: 503 ``gateway_timeout`` (the payment stays ``processing``) when
+    the gateway's answer was lost and could not be reconciled yet; never a decline then.
+    """
     status, payload = confirm_service.complete_challenge(
         db=db,
         merchant=merchant,
@@ -162,8 +194,9 @@ def complete_challenge(
         payment_id=payment_id,
         body=body,
         gateways=_gateways(request),
+        budget=Budget(settings.confirm_budget_seconds),
     )
-    return JSONResponse(payload, status_code=status)
+    return JSONResponse(payload, status_code=status, headers=_retry_after(status))
 
 
 @router.get("/v1/gateways/health", tags=["gateways"])

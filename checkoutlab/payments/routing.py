@@ -25,6 +25,7 @@ failing; skipped gateways are recorded as attempts with result ``skipped``.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -40,20 +41,24 @@ from sqlalchemy.orm import Session
 
 from checkoutlab.config import Settings
 from checkoutlab.db import utcnow
-from checkoutlab.errors import CheckoutLabError
+from checkoutlab.errors import CheckoutLabError, InvalidRequest, NotFound
 from checkoutlab.merchants.schemas import MerchantConfig
+from checkoutlab.observability.metrics import gateway_result, observe_gateway_attempt
 from checkoutlab.payments.breaker import CircuitBreaker
 from checkoutlab.payments.gateways import Gateway, get_gateway
-from checkoutlab.payments.gateways.base import ChargeRequest, GatewayResult
+from checkoutlab.payments.gateways.base import ActionOutcome, ChargeRequest, GatewayResult
 from checkoutlab.payments.models import Payment, PaymentAttempt
 from checkoutlab.profile.rules import _program  # the one CEL compile cache
 
 __all__ = [
+    "SANDBOX_ENVIRONMENTS",
     "TRANSPORT_CODES",
     "Budget",
     "GatewayPool",
     "RouteOutcome",
     "charge_with_failover",
+    "check_route",
+    "complete_action",
     "reconcile",
     "record_attempt",
     "select_route",
@@ -66,14 +71,24 @@ TRANSPORT_CODES: Final = frozenset(
 )
 """Failures of the gateway itself (not the issuer's answer): they count for its breaker."""
 
+SANDBOX_ENVIRONMENTS: Final = frozenset({"development", "test"})
+"""Where the sandbox gateway (no money moves) may be in the pool."""
+
 _COMMIT_RESERVE: Final = 0.5  # seconds kept back from the budget to record the answer
 _MIN_SLICE: Final = 0.2  # a gateway call shorter than this cannot succeed; don't start it
+_ADAPTER_MARGIN: Final = 0.25  # seconds the adapter's own timeout ends before the wait
 
 _UNKNOWN_MESSAGE: Final = (
     "The payment provider did not confirm this payment in time. Do not pay again yet: "
     "the payment's outcome is being reconciled with the provider."
 )
 _SKIPPED_MESSAGE: Final = "The payment provider is unavailable. Try again in a moment."
+_NOT_FOUND: Final = GatewayResult(
+    status="failed",
+    decline_code="processing_error",
+    message="The payment provider has no record of this payment; nothing was charged.",
+    retryable=True,
+)
 
 
 class Budget:
@@ -141,8 +156,22 @@ class GatewayPool:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayPool:
-        """The sandbox always; Stripe and Adyen when their credentials are set."""
-        adapters: dict[str, Gateway] = {"sandbox": get_gateway("sandbox")}
+        """Stripe and Adyen when their credentials are set; the sandbox in development and
+        test only.
+
+        The sandbox moves no money and takes raw card numbers server-side: in a production
+        pool a provider outage would "succeed" on it. Merchant configuration cannot know the
+        environment, so the pool is where it is left out (see :func:`check_route`).
+        """
+        adapters: dict[str, Gateway] = {}
+        if settings.environment in SANDBOX_ENVIRONMENTS:
+            adapters["sandbox"] = get_gateway("sandbox")
+        elif settings.gateway == "sandbox":
+            raise ValueError(
+                "The sandbox gateway moves no money and is available in development and test "
+                f"only (CHECKOUTLAB_ENVIRONMENT={settings.environment}): set "
+                "CHECKOUTLAB_GATEWAY to stripe or adyen and its credentials."
+            )
         timeout = settings.gateway_timeout_seconds
         if settings.stripe_api_key is not None:
             adapters["stripe"] = get_gateway(
@@ -212,6 +241,21 @@ class GatewayPool:
         return rows
 
 
+def check_route(names: list[str], pool: GatewayPool) -> None:
+    """Refuse a route naming the sandbox where the platform runs without it (production).
+
+    Dropping it silently would hide a configuration that, in development, fails over to a
+    gateway that moves no money; a clear error tells the merchant what to change.
+    """
+    if "sandbox" in names and pool.get("sandbox") is None:
+        raise InvalidRequest(
+            "This merchant's gateway route names the sandbox, which moves no money and is "
+            "available in development and test only. Remove 'sandbox' from the merchant's "
+            "gateways and gateway_rules.",
+            code="sandbox_gateway_not_allowed",
+        )
+
+
 def select_route(
     *, config: MerchantConfig, default: str, activation: dict[str, Any]
 ) -> tuple[list[str], int | None]:
@@ -279,6 +323,11 @@ def record_attempt(
         gateway_reference=reference,
     )
     db.add(attempt)
+    observe_gateway_attempt(
+        gateway,
+        gateway_result(result, retryable=retryable, decline_code=decline_code),
+        latency_ms / 1000,
+    )
     log.info(
         "payment %s attempt %d: %s %s → %s %s (%d ms)",
         payment.id,
@@ -309,7 +358,9 @@ def _bounded_call(call: Callable[[], GatewayResult], timeout: float) -> GatewayR
         finally:
             done.set()
 
-    threading.Thread(target=run, name="gateway-call", daemon=True).start()
+    # copy_context: the SDK's own log lines keep the request id of the confirm
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(run,), name="gateway-call", daemon=True).start()
     if not done.wait(timeout):
         return None
     if "error" in outcome:
@@ -343,10 +394,20 @@ class _Attempts:
     ) -> GatewayResult | None:
         """Run one bounded call; None (recorded as ``unknown``) when it did not answer."""
         started_at, start = utcnow(), time.monotonic()
-        # A wrapper that is no Gateway (test instrumentation) is called as it is.
-        bounded = gateway.with_timeout(timeout) if isinstance(gateway, Gateway) else gateway
+        # The adapter's own timeouts end a little before the wait does, so that they, not
+        # the abandoned wait, classify the failure: a connect timeout proves the request was
+        # never sent (fail over), a read timeout does not (reconcile). The wait is the
+        # backstop for calls that hang anywhere else. A wrapper that is no Gateway (test
+        # instrumentation) is called as it is.
+        own = max(_MIN_SLICE / 2, timeout - min(_ADAPTER_MARGIN, timeout * 0.2))
+        bounded = gateway.with_timeout(own) if isinstance(gateway, Gateway) else gateway
         try:
             result = _bounded_call(lambda: send(bounded), timeout)
+        except NotFound:
+            if operation != "retrieve":
+                raise
+            # The gateway holds no payment under this reference: nothing was charged there.
+            result = _NOT_FOUND
         except CheckoutLabError as exc:
             if operation != "retrieve":
                 raise
@@ -371,8 +432,8 @@ class _Attempts:
             )
         return result
 
-    def skipped(self, gateway: str, code: str) -> None:
-        self._record(gateway, "charge", utcnow(), 0, "skipped", code, retryable=True)
+    def skipped(self, gateway: str, code: str, *, operation: str = "charge") -> None:
+        self._record(gateway, operation, utcnow(), 0, "skipped", code, retryable=True)
 
     def _record(
         self,
@@ -419,25 +480,115 @@ def reconcile(
     Its definitive answer, or None while the outcome is still unknown. The call is recorded
     as an attempt after the payment's earlier ones.
     """
-    timeout = budget.slice(pool.call_timeout)
-    if timeout is None:
+    attempts = _Attempts(db, payment, earlier=_attempt_count(db, payment))
+    settled = _retrieve(attempts, gateway, request, payment.gateway_reference, pool, budget)
+    if settled is None or _is_transport_failure(settled):
         return None
+    return settled
+
+
+def _attempt_count(db: Session, payment: Payment) -> int:
     earlier = db.scalar(
         select(func.count())
         .select_from(PaymentAttempt)
         .where(PaymentAttempt.payment_id == payment.id)
     )
-    attempts = _Attempts(db, payment, earlier=earlier or 0)
-    result = attempts.call(
+    return earlier or 0
+
+
+def _retrieve(
+    attempts: _Attempts,
+    gateway: Gateway,
+    request: ChargeRequest,
+    reference: str | None,
+    pool: GatewayPool,
+    budget: Budget,
+) -> GatewayResult | None:
+    """One bounded, recorded ``retrieve``: the one reconciliation call of every path."""
+    timeout = budget.slice(pool.call_timeout)
+    if timeout is None:
+        return None
+    return attempts.call(
         gateway,
         "retrieve",
-        lambda g: g.retrieve(request=request, reference=payment.gateway_reference),
+        lambda g: g.retrieve(request=request, reference=reference),
         timeout,
         reconciled=True,
     )
+
+
+def _report(breaker: CircuitBreaker, result: GatewayResult | None) -> None:
     if result is None or _is_transport_failure(result):
-        return None
-    return result
+        breaker.record_failure()
+    else:
+        breaker.record_success()
+
+
+def _pending(settled: GatewayResult | None, reference: str | None) -> GatewayResult:
+    return GatewayResult(
+        status="processing",
+        reference=(settled.reference if settled else None) or reference,
+        decline_code="gateway_timeout",
+        message=_UNKNOWN_MESSAGE,
+        retryable=True,
+    )
+
+
+def complete_action(
+    *,
+    db: Session,
+    payment: Payment,
+    request: ChargeRequest,
+    gateway: Gateway,
+    pool: GatewayPool,
+    budget: Budget,
+    outcome: ActionOutcome | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> RouteOutcome:
+    """Finish a 3-D Secure challenge with a charge's safeguards.
+
+    The completion can move money just like the charge, so it gets the same bookkeeping:
+    the breaker, a call bounded by the budget, an attempt record, and an answer that leaves
+    open whether the gateway acted (timeout, 5xx) is reconciled with ``retrieve`` before it
+    is believed. If it stays unknown the outcome says so: the caller must not record it as
+    a decline, or the shopper would pay again for a payment that went through.
+
+    ``details`` (Adyen Web's ``onAdditionalDetails`` data) go to
+    :meth:`Gateway.submit_action_details`; otherwise ``outcome`` to ``complete_action``.
+    """
+
+    def send(g: Gateway) -> GatewayResult:
+        if details is not None:
+            return g.submit_action_details(reference=reference, request=request, details=details)
+        if outcome is None:
+            raise InvalidRequest("Send outcome or details.", code="invalid_outcome")
+        return g.complete_action(reference=reference, request=request, outcome=outcome)
+
+    attempts = _Attempts(db, payment, earlier=_attempt_count(db, payment))
+    breaker = pool.breakers[gateway.name]
+    reference = payment.gateway_reference or ""
+    timeout = budget.slice(pool.call_timeout)
+    if timeout is None or not breaker.allow():
+        code = "budget_exhausted" if timeout is None else "circuit_open"
+        attempts.skipped(gateway.name, code, operation="complete")
+        code = "gateway_timeout" if timeout is None else "gateway_unavailable"
+        return RouteOutcome(
+            _unavailable(code, reference), gateway.name, unavailable=True, attempts=attempts.rows
+        )
+    try:
+        result = attempts.call(gateway, "complete", send, timeout)
+    except CheckoutLabError:
+        breaker.release()  # the caller's mistake says nothing about the gateway's health
+        raise
+    _report(breaker, result)
+    if result is None or result.outcome_unknown:
+        settled = _retrieve(attempts, gateway, request, reference, pool, budget)
+        if settled is None or _is_transport_failure(settled):
+            return RouteOutcome(
+                _pending(settled, reference), gateway.name, unknown=True, attempts=attempts.rows
+            )
+        result = settled
+    return RouteOutcome(result, gateway.name, attempts=attempts.rows)
 
 
 def _unavailable(code: str, reference: str | None = None) -> GatewayResult:
@@ -474,33 +625,19 @@ def charge_with_failover(
             attempts.skipped(gateway.name, "circuit_open")
             last = (gateway.name, _unavailable("gateway_unavailable"))
             continue
-        result = attempts.call(gateway, "charge", lambda g: g.charge(request), timeout)
-        if result is None or _is_transport_failure(result):
-            breaker.record_failure()
-        else:
-            breaker.record_success()
+        try:
+            result = attempts.call(gateway, "charge", lambda g: g.charge(request), timeout)
+        except CheckoutLabError:
+            breaker.release()  # a refused request says nothing about the gateway's health
+            raise
+        _report(breaker, result)
 
         if result is None or result.outcome_unknown:
             # The gateway may have charged: settle that before anything else happens.
             reference = result.reference if result is not None else None
-            settled = None
-            retrieve_timeout = budget.slice(pool.call_timeout)
-            if retrieve_timeout is not None:
-                settled = attempts.call(
-                    gateway,
-                    "retrieve",
-                    lambda g, ref=reference: g.retrieve(request=request, reference=ref),
-                    retrieve_timeout,
-                    reconciled=True,
-                )
+            settled = _retrieve(attempts, gateway, request, reference, pool, budget)
             if settled is None or _is_transport_failure(settled):
-                pending = GatewayResult(
-                    status="processing",
-                    reference=(settled.reference if settled else None) or reference,
-                    decline_code="gateway_timeout",
-                    message=_UNKNOWN_MESSAGE,
-                    retryable=True,
-                )
+                pending = _pending(settled, reference)
                 return RouteOutcome(pending, gateway.name, unknown=True, attempts=attempts.rows)
             result = settled
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -31,7 +32,7 @@ class LineItem(_In):
     sku: str = Field(pattern=SKU_PATTERN)
     quantity: int = Field(ge=1, le=10_000, strict=True)
     name: str | None = Field(default=None, max_length=200)
-    unit_amount: int | None = Field(default=None, ge=0, strict=True)
+    unit_amount: int | None = Field(default=None, ge=0, le=99_999_999, strict=True)
 
 
 class CheckoutSessionCreate(_In):
@@ -42,7 +43,11 @@ class CheckoutSessionCreate(_In):
     line_items: list[LineItem] = Field(default_factory=list, max_length=100)
     customer: str | None = Field(default=None, max_length=200, description="your customer id")
     loyalty_balance: int = Field(
-        default=0, ge=0, strict=True, description="loyalty points the customer holds"
+        default=0,
+        ge=0,
+        le=2_147_483_647,  # the column is a 32-bit integer on PostgreSQL
+        strict=True,
+        description="loyalty points the customer holds",
     )
     expires_in: int | None = Field(
         default=None, ge=60, le=24 * 3600, strict=True, description="seconds"
@@ -111,11 +116,54 @@ PAYMENT_METHOD_ID_PATTERN = r"^pm_[A-Za-z0-9_]{1,250}$"
 """A gateway PaymentMethod id, as Stripe.js ``createPaymentMethod`` returns it."""
 
 
-class PaymentMethodIn(_In):
-    """Either raw ``card`` details (sandbox: tokenized on arrival) or a gateway ``token``.
+ENCRYPTED_FIELD_MAX = 5000
+"""Adyen Web's encrypted values are a few kB at most; a cap keeps bodies bounded."""
 
-    The widget's Stripe.js mode sends ``{"type": "card", "token": "pm_..."}`` so that the
-    card number never reaches the platform; sending both is ambiguous and refused.
+
+def _encrypted(alias: str) -> Any:
+    return Field(alias=alias, min_length=1, max_length=ENCRYPTED_FIELD_MAX)
+
+
+class AdyenEncryptedCard(_In):
+    """The card fields Adyen Web encrypts in the browser (client-side encryption).
+
+    Opaque to the platform: it never decrypts them, only forwards them to Adyen. They are
+    ``SecretStr`` so that they never appear in logs, error answers or reprs, and they are
+    never stored (the payment keeps a marker instead of the payment method).
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+
+    encrypted_card_number: SecretStr = _encrypted("encryptedCardNumber")
+    encrypted_expiry_month: SecretStr = _encrypted("encryptedExpiryMonth")
+    encrypted_expiry_year: SecretStr = _encrypted("encryptedExpiryYear")
+    encrypted_security_code: SecretStr | None = Field(
+        default=None, alias="encryptedSecurityCode", min_length=1, max_length=ENCRYPTED_FIELD_MAX
+    )
+    holder_name: str | None = Field(default=None, alias="holderName", max_length=100)
+
+    def state_data(self) -> dict[str, str]:
+        """Adyen's ``paymentMethod`` object (``type: scheme``) with the encrypted values."""
+        method = {
+            "type": "scheme",
+            "encryptedCardNumber": self.encrypted_card_number.get_secret_value(),
+            "encryptedExpiryMonth": self.encrypted_expiry_month.get_secret_value(),
+            "encryptedExpiryYear": self.encrypted_expiry_year.get_secret_value(),
+        }
+        if self.encrypted_security_code is not None:
+            method["encryptedSecurityCode"] = self.encrypted_security_code.get_secret_value()
+        if self.holder_name:
+            method["holderName"] = self.holder_name
+        return method
+
+
+class PaymentMethodIn(_In):
+    """Raw ``card`` details (sandbox: tokenized on arrival), a gateway ``token``, or
+    Adyen Web's encrypted card fields (``adyen``): exactly one of them for a card.
+
+    The widget's Stripe.js mode sends ``{"type": "card", "token": "pm_..."}`` and its Adyen
+    mode ``{"type": "card", "adyen": {"encryptedCardNumber": ...}}``, so that the card number
+    never reaches the platform in the clear; sending two is ambiguous and refused.
     """
 
     type: MethodType
@@ -125,13 +173,17 @@ class PaymentMethodIn(_In):
         pattern=PAYMENT_METHOD_ID_PATTERN,
         description="a payment method id from the gateway's browser SDK, e.g. pm_1Q0PsI...",
     )
+    adyen: AdyenEncryptedCard | None = Field(
+        default=None, description="Adyen Web's encrypted card fields (state.data.paymentMethod)"
+    )
 
     @model_validator(mode="after")
     def _card_or_token(self) -> PaymentMethodIn:
-        if self.card is not None and self.token is not None:
-            raise ValueError("send either card or token, not both")
-        if self.card is not None and self.type is not MethodType.card:
-            raise ValueError(f"card details are for card payments, not {self.type.value}")
+        given = [name for name in ("card", "token", "adyen") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"send one of card, token or adyen, not {' and '.join(given)}")
+        if given and given[0] in ("card", "adyen") and self.type is not MethodType.card:
+            raise ValueError(f"{given[0]} details are for card payments, not {self.type.value}")
         return self
 
 
@@ -155,8 +207,33 @@ class ConfirmRequest(_In):
     redeem_points: bool = False
 
 
+ACTION_DETAILS_MAX = 16_384
+"""Bytes of Adyen Web's action details (a threeDSResult or redirectResult) accepted."""
+
+
 class ChallengeRequest(_In):
     client_secret: str = Field(max_length=200)
-    outcome: Literal["succeeded", "failed"] = Field(
-        description="sandbox only: the result of the simulated 3-D Secure challenge"
+    outcome: Literal["succeeded", "failed"] | None = Field(
+        default=None,
+        description="how the challenge ended as the widget saw it (sandbox, Stripe); "
+        "required unless details are sent",
     )
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="Adyen: the state.data of Adyen Web's onAdditionalDetails "
+        '({"details": {"threeDSResult": ...}}), forwarded to /payments/details',
+    )
+
+    @model_validator(mode="after")
+    def _outcome_or_details(self) -> ChallengeRequest:
+        if self.outcome is None and self.details is None:
+            raise ValueError("send outcome, or details (Adyen Web's onAdditionalDetails)")
+        if self.details is not None:
+            inner = self.details.get("details", self.details)
+            if not isinstance(inner, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in inner.items()
+            ):
+                raise ValueError("details must map names to strings, as Adyen Web returns them")
+            if len(json.dumps(self.details)) > ACTION_DETAILS_MAX:
+                raise ValueError(f"details are larger than {ACTION_DETAILS_MAX} bytes")
+        return self

@@ -41,6 +41,7 @@ from checkoutlab.webhooks.outbound import (
     check_public_host,
     collect_from_log,
     endpoint_secret,
+    pinned_transport,
 )
 from checkoutlab.webhooks.signing import SIGNATURE_HEADER, signature_header
 
@@ -165,6 +166,8 @@ class Dispatcher(PeriodicTask):
                 follow_redirects=False,
                 trust_env=False,  # never route merchant URLs through an environment proxy
                 headers={"User-Agent": USER_AGENT},
+                # resolves, checks and connects to the same address (no DNS rebinding)
+                transport=pinned_transport(environment=self.settings.environment),
             )
         return self._own_client
 
@@ -214,7 +217,8 @@ class Dispatcher(PeriodicTask):
     def _post(self, claim: _Claim) -> tuple[int | None, str | None]:
         """(status code, error); the error is ours to write, never the receiver's body."""
         if self.settings.environment not in LENIENT_ENVIRONMENTS:
-            # Checked again at send time: DNS may have changed since the endpoint was saved.
+            # Checked again at send time (DNS may have changed since the endpoint was saved)
+            # for a clear error; the pinned transport is what enforces it per connection.
             host = httpx.URL(claim.url).host
             try:
                 check_public_host(host)

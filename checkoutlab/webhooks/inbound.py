@@ -15,45 +15,67 @@ the event means for the platform:
   amount on the charge, Adyen each refund's own amount; both become per-refund amounts.
 
 Every event is stored in ``inbound_webhooks`` under ``(provider, event_id)``: a replay
-answers 200 and changes nothing. An event whose payment the platform does not know is
-stored as ``ignored`` and answered 200 too, since providers retry a non-2xx for days.
-The payment is found by the gateway's reference and the gateway that took it, and every
-change is scoped to that payment's merchant.
+answers 200 and changes nothing. The payment is found by the gateway's reference and the
+gateway that took it (or the attempt key the provider echoes), and every change is scoped to
+that payment's merchant. Payment outcomes are written by
+:func:`checkoutlab.payments.settlement.settle_payment`, the same code confirm and the
+reconciler use; locks are taken session first, then payment, as they do.
+
+**Unmatched events are retried, not dropped.** An event can arrive before the platform
+knows its payment: confirm commits the payment before it calls the gateway, but failover
+records which gateway took it (and the reference) only when the call returns, and a
+reconciler may store the reference later. Such an event is stored as ``unmatched`` and
+answered **404**, so the provider redelivers it (Stripe for up to three days, Adyen for
+days with backoff); a redelivery that now finds the payment is applied. An event still
+unmatched :data:`UNMATCHED_GRACE` after it first arrived is stored as ``ignored`` and
+answered 200, so a provider account shared with another system does not retry forever.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final, Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from checkoutlab.config import Settings
 from checkoutlab.db import utcnow
 from checkoutlab.errors import InvalidRequest
-from checkoutlab.events.service import add_server_event
 from checkoutlab.fraud import outcomes
 from checkoutlab.payments import sessions
-from checkoutlab.payments.gateways import Gateway, WebhookEvent, get_gateway
+from checkoutlab.payments.gateways import Gateway, GatewayResult, WebhookEvent, get_gateway
 from checkoutlab.payments.models import CheckoutSession, Payment
+from checkoutlab.payments.settlement import settle_payment
 from checkoutlab.webhooks.models import InboundWebhook
 from checkoutlab.webhooks.outbound import emit
 
-__all__ = ["PROVIDERS", "InboundResult", "handle", "handle_event", "webhook_gateway"]
+__all__ = [
+    "PROVIDERS",
+    "UNMATCHED_GRACE",
+    "InboundResult",
+    "handle",
+    "handle_event",
+    "webhook_gateway",
+]
 
 log = logging.getLogger(__name__)
 
 PROVIDERS: Final = ("stripe", "adyen")
-_PENDING: Final = frozenset({"processing", "requires_action"})
+UNMATCHED: Final = "unmatched"  # inbound_webhooks.status of an event to apply on redelivery
 # Adapters verify webhooks without calling the provider's API, so these stand in for API
 # credentials when the platform receives a provider's webhooks but does not charge with it.
 _UNUSED_STRIPE_KEY: Final = "sk_unused_webhook_verification_only"
 _UNUSED: Final = "unused-webhook-verification-only"
 
-Outcome = Literal["processed", "ignored", "duplicate"]
+Outcome = Literal["processed", "ignored", "duplicate", "unmatched"]
+
+UNMATCHED_GRACE: Final = timedelta(hours=24)
+"""How long an event whose payment is unknown is answered 404 (redelivered) before it is
+acknowledged as ignored: far longer than any confirm or reconciliation takes."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +120,9 @@ def _find_payment(db: Session, event: WebhookEvent) -> Payment | None:
     Always within the gateway that reported it, so one provider's event cannot touch a
     payment another provider took. The attempt key (what the gateway echoes as its merchant
     reference) finds a payment whose reference was never recorded, e.g. after a timeout.
+    Not locked: see :func:`_lock`.
     """
-    base = select(Payment).where(Payment.gateway == event.gateway).with_for_update()
+    base = select(Payment).where(Payment.gateway == event.gateway)
     if event.reference:
         rows = list(db.scalars(base.where(Payment.gateway_reference == event.reference).limit(2)))
         if len(rows) == 1:
@@ -115,20 +138,31 @@ def _find_payment(db: Session, event: WebhookEvent) -> Payment | None:
     return None
 
 
+def _lock(db: Session, payment: Payment) -> tuple[CheckoutSession, Payment]:
+    """Lock the payment's session, then the payment: the order confirm and the reconciler
+    use, so that a webhook and a confirm of the same payment cannot deadlock."""
+    checkout = sessions.get(
+        db=db, merchant_id=payment.merchant_id, session_id=payment.session_id, for_update=True
+    )
+    locked = db.scalar(
+        select(Payment)
+        .where(Payment.id == payment.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert locked is not None  # payments are never deleted
+    return checkout, locked
+
+
 def handle_event(*, db: Session, event: WebhookEvent) -> InboundResult:
     """Apply one verified event once; a repeat of its id is a no-op."""
     if _seen(db, event):
         return InboundResult(event.id, "duplicate")
     payment = _find_payment(db, event)
     if payment is None:
-        log.warning(
-            "%s webhook %s (%s) matches no payment (reference %s); stored as ignored",
-            event.gateway,
-            event.id,
-            event.provider_type,
-            event.reference,
-        )
-        return _store(db, event, None, "ignored", "unknown payment")
+        if event.type == "other":
+            return _store(db, event, None, "ignored", f"unhandled type {event.provider_type}")
+        return _unmatched(db, event)
     if event.type == "other":
         return _store(db, event, payment, "ignored", f"unhandled type {event.provider_type}")
 
@@ -141,15 +175,10 @@ def handle_event(*, db: Session, event: WebhookEvent) -> InboundResult:
         merchant_event = _dispute(db, event, payment)
     elif event.type == "refund_succeeded":
         merchant_event, note = _refund(db, event, payment)
-    payment = _find_payment(db, event)  # re-read (and re-lock) after the outcome's commit
-    assert payment is not None
+    checkout, payment = _lock(db, payment)  # re-read after the outcome's commit
 
-    claim = _claim(event, payment, "processed")
-    db.add(claim)
-    try:
-        db.flush()  # a concurrent delivery of this event waits here, then fails
-    except IntegrityError:
-        db.rollback()
+    claim = _take_claim(db, event, payment)
+    if claim is None:
         return InboundResult(event.id, "duplicate")
 
     if (
@@ -160,9 +189,9 @@ def handle_event(*, db: Session, event: WebhookEvent) -> InboundResult:
         payment.status = "refunded"
         payment.updated_at = utcnow()
     if event.type == "payment_succeeded":
-        note = _succeed(db, event, payment)
+        note = _succeed(db, event, checkout, payment)
     elif event.type == "payment_failed":
-        note = _fail(db, event, payment)
+        note = _fail(db, event, checkout, payment)
     elif event.type == "refund_failed":
         merchant_event = (
             "refund.failed",
@@ -186,83 +215,39 @@ def handle_event(*, db: Session, event: WebhookEvent) -> InboundResult:
 # --- the effects --------------------------------------------------------------------------
 
 
-def _succeed(db: Session, event: WebhookEvent, payment: Payment) -> str | None:
-    if payment.status == "succeeded" or payment.status == "refunded":
-        return "already succeeded"
+def _succeed(
+    db: Session, event: WebhookEvent, checkout: CheckoutSession, payment: Payment
+) -> str | None:
     if payment.status == "failed":
         log.warning("payment %s: success reported after a failure; applying it", payment.id)
-    checkout = db.scalar(
-        select(CheckoutSession)
-        .where(
-            CheckoutSession.id == payment.session_id,
-            CheckoutSession.merchant_id == payment.merchant_id,
-        )
-        .with_for_update()
+    result = GatewayResult(status="succeeded", reference=event.reference)
+    settled = settle_payment(
+        db=db, checkout=checkout, payment=payment, result=result, properties=_source(event)
     )
-    assert checkout is not None
-    paid_by = db.scalar(
-        select(Payment.id).where(
-            Payment.session_id == checkout.id,
-            Payment.merchant_id == payment.merchant_id,
-            Payment.status == "succeeded",
-            Payment.id != payment.id,
-        )
+    if settled.paid_by is not None:
+        # The database allows one success per session; the money moved anyway, so
+        # settle_payment logged it loudly instead of failing the webhook forever.
+        return f"session already paid by {settled.paid_by}; refund needed"
+    return None if settled.changed else "already succeeded"
+
+
+def _fail(
+    db: Session, event: WebhookEvent, checkout: CheckoutSession, payment: Payment
+) -> str | None:
+    result = GatewayResult(
+        status="failed",
+        reference=event.reference,
+        decline_code=event.reason or "card_declined",
+        message="The payment was declined.",
     )
-    if paid_by is not None:
-        # The database allows one success per session; the money moved anyway, so say so
-        # loudly instead of failing the webhook forever.
-        log.error(
-            "payment %s succeeded at %s but session %s was already paid by %s: refund one",
-            payment.id,
-            payment.gateway,
-            checkout.id,
-            paid_by,
-        )
-        return f"session already paid by {paid_by}; refund needed"
-    payment.status = "succeeded"
-    payment.decline_code = None
-    payment.failure_message = None
-    payment.next_action = None
-    payment.updated_at = utcnow()
-    checkout.status = sessions.SUCCEEDED
-    sessions.take_stock(db=db, checkout=checkout)
-    _log_payment_event(db, payment, "payment_succeeded", event)
-    return None
-
-
-def _fail(db: Session, event: WebhookEvent, payment: Payment) -> str | None:
-    if payment.status not in _PENDING:
-        return f"payment already {payment.status}"
-    payment.status = "failed"
-    payment.decline_code = event.reason or "card_declined"
-    payment.failure_message = "The payment was declined."
-    payment.next_action = None
-    payment.updated_at = utcnow()
-    _log_payment_event(db, payment, "payment_failed", event)
-    return None
-
-
-def _log_payment_event(db: Session, payment: Payment, type_: str, event: WebhookEvent) -> None:
-    # The same properties confirm writes, so learners and the outbox read one shape.
-    add_server_event(
-        db=db,
-        merchant_id=payment.merchant_id,
-        type=type_,
-        session_id=payment.session_id,
-        decision_id=payment.decision_id,
-        properties={
-            "payment_id": payment.id,
-            "amount": payment.amount,
-            "currency": payment.currency,
-            "method": payment.method_type,
-            "gateway": payment.gateway,
-            "decline_code": payment.decline_code,
-            "card_brand": payment.card_brand,
-            "card_last4": payment.card_last4,
-            "source": "webhook",
-            "provider_event_id": event.id,
-        },
+    settled = settle_payment(
+        db=db, checkout=checkout, payment=payment, result=result, properties=_source(event)
     )
+    return None if settled.changed else f"payment already {payment.status}"
+
+
+def _source(event: WebhookEvent) -> dict[str, object]:
+    return {"source": "webhook", "provider_event_id": event.id}
 
 
 def _label_amount(event: WebhookEvent, payment: Payment) -> int | None:
@@ -370,15 +355,87 @@ def _refund_object(event: WebhookEvent, payment: Payment, *, status: str) -> dic
 
 
 def _seen(db: Session, event: WebhookEvent) -> bool:
+    """Whether the event was handled already; an ``unmatched`` one still has to be."""
     return (
         db.scalar(
             select(InboundWebhook.id).where(
                 InboundWebhook.provider == event.gateway,
                 InboundWebhook.event_id == event.id[:255],
+                InboundWebhook.status != UNMATCHED,
             )
         )
         is not None
     )
+
+
+def _take_claim(db: Session, event: WebhookEvent, payment: Payment) -> InboundWebhook | None:
+    """This delivery's right to apply the event, or None when another delivery has it.
+
+    An ``unmatched`` row left by an earlier delivery is taken over by one conditional
+    UPDATE; otherwise a new row's unique (provider, event_id) decides: a concurrent
+    delivery of the event waits on it, then fails.
+    """
+    taken = db.execute(
+        update(InboundWebhook)
+        .where(
+            InboundWebhook.provider == event.gateway,
+            InboundWebhook.event_id == event.id[:255],
+            InboundWebhook.status == UNMATCHED,
+        )
+        .values(
+            status="processed",
+            merchant_id=payment.merchant_id,
+            payment_id=payment.id,
+            note=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount == 1:
+        return db.scalar(
+            select(InboundWebhook).where(
+                InboundWebhook.provider == event.gateway,
+                InboundWebhook.event_id == event.id[:255],
+            )
+        )
+    claim = _claim(event, payment, "processed")
+    db.add(claim)
+    try:
+        db.flush()
+    except IntegrityError:
+        db.rollback()
+        return None
+    return claim
+
+
+def _unmatched(db: Session, event: WebhookEvent) -> InboundResult:
+    """Record an event whose payment is unknown; answered 404 until its grace has passed."""
+    existing = db.scalar(
+        select(InboundWebhook).where(
+            InboundWebhook.provider == event.gateway,
+            InboundWebhook.event_id == event.id[:255],
+        )
+    )
+    if existing is None:
+        log.warning(
+            "%s webhook %s (%s) matches no payment (reference %s) yet; asking for redelivery",
+            event.gateway,
+            event.id,
+            event.provider_type,
+            event.reference,
+        )
+        result = _store(db, event, None, UNMATCHED, "unknown payment")
+        if result.outcome == "duplicate":  # a concurrent delivery stored it first
+            return _unmatched(db, event)
+        return result
+    if existing.status != UNMATCHED:
+        return InboundResult(event.id, "duplicate")
+    if utcnow() - existing.received_at < UNMATCHED_GRACE:
+        return InboundResult(event.id, "unmatched", "unknown payment")
+    existing.status = "ignored"
+    existing.note = "unknown payment (redelivery window over)"
+    db.commit()
+    log.warning("%s webhook %s never matched a payment; ignored", event.gateway, event.id)
+    return InboundResult(event.id, "ignored", existing.note)
 
 
 def _claim(event: WebhookEvent, payment: Payment | None, status: str) -> InboundWebhook:
@@ -406,4 +463,5 @@ def _store(
     except IntegrityError:
         db.rollback()
         return InboundResult(event.id, "duplicate")
-    return InboundResult(event.id, "ignored", note)  # type: ignore[arg-type]
+    outcome: Outcome = "unmatched" if status == UNMATCHED else "ignored"
+    return InboundResult(event.id, outcome, note)

@@ -36,7 +36,7 @@ class InboundWebhook(Base):
     # Null for an event that matched no payment: there is no merchant to scope it to.
     merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
     payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"), index=True)
-    status: Mapped[str] = mapped_column(String(20))  # processed | ignored
+    status: Mapped[str] = mapped_column(String(20))  # processed | ignored | unmatched
     note: Mapped[str | None] = mapped_column(String(200))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 

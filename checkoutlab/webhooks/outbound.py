@@ -35,11 +35,15 @@ import ipaddress
 import logging
 import secrets
 import socket
-from collections.abc import Sequence
+import ssl
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import certifi
+import httpcore
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -96,8 +100,22 @@ def validate_url(url: str, *, environment: str) -> str:
         return url
     if parts.scheme != "https":
         raise InvalidRequest("The endpoint URL must use https.", code="insecure_url", param="url")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port not in (None, HTTPS_PORT):
+        raise InvalidRequest(
+            "The endpoint URL must use the standard https port (443); other ports could reach "
+            "services that are not web servers.",
+            code="url_not_allowed",
+            param="url",
+        )
     check_public_host(parts.hostname)
     return url
+
+
+HTTPS_PORT: Final = 443
 
 
 def check_public_host(host: str) -> None:
@@ -106,14 +124,21 @@ def check_public_host(host: str) -> None:
     Every address counts, not the first: a name with one public and one private record
     could otherwise be used to reach the private one.
     """
+    public_addresses(host)
+
+
+def public_addresses(host: str) -> list[str]:
+    """The addresses ``host`` resolves to, all checked public; else InvalidRequest."""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         raise InvalidRequest(
             f"The endpoint host {host!r} does not resolve.", code="invalid_url", param="url"
         ) from None
+    addresses: list[str] = []
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        text = str(info[4][0]).split("%", 1)[0]
+        address = ipaddress.ip_address(text)
         mapped = getattr(address, "ipv4_mapped", None)
         if mapped is not None:
             address = mapped
@@ -124,6 +149,87 @@ def check_public_host(host: str) -> None:
                 code="url_not_allowed",
                 param="url",
             )
+        if str(address) not in addresses:
+            addresses.append(str(address))
+    return addresses
+
+
+class PinnedNetworkBackend(httpcore.NetworkBackend):
+    """Connects only to addresses it has just resolved and checked: no DNS rebinding.
+
+    Checking a host and then letting the HTTP client resolve it again leaves a window in
+    which a merchant's DNS can answer a public address to the check and ``127.0.0.1`` or
+    the cloud metadata address to the connection. Here the name is resolved once, every
+    address is checked (:func:`public_addresses`), and the socket connects to a checked
+    address itself. httpcore still passes the URL's host name for TLS (SNI and certificate
+    verification) and httpx sends it as the Host header, so receivers see no difference.
+    Outside development and test only port 443 is allowed.
+    """
+
+    def __init__(self, *, strict: bool, inner: httpcore.NetworkBackend | None = None) -> None:
+        self.strict = strict
+        self._inner = inner or httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        if not self.strict:
+            return self._inner.connect_tcp(
+                host,
+                port,
+                timeout=timeout,
+                local_address=local_address,
+                socket_options=socket_options,
+            )
+        if port != HTTPS_PORT:
+            raise httpcore.ConnectError(f"destination not allowed: port {port} (only 443)")
+        try:
+            addresses = public_addresses(host)
+        except InvalidRequest as exc:
+            raise httpcore.ConnectError(f"destination not allowed: {exc}") from None
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:  # the next checked address, if any
+                error = exc
+        assert error is not None  # public_addresses never answers an empty list
+        raise error
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("destination not allowed: unix sockets")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def pinned_transport(*, environment: str) -> httpx.HTTPTransport:
+    """An httpx transport for merchant URLs that connects through
+    :class:`PinnedNetworkBackend` (strict outside development and test).
+
+    httpx's transport has no public way to choose httpcore's network backend, so its
+    connection pool is replaced by an equivalent one (certificate verification with
+    certifi's roots, HTTP/1.1) that uses the pinned backend.
+    """
+    transport = httpx.HTTPTransport()
+    transport._pool = httpcore.ConnectionPool(  # a private attribute: see the docstring
+        ssl_context=ssl.create_default_context(cafile=certifi.where()),
+        network_backend=PinnedNetworkBackend(strict=environment not in LENIENT_ENVIRONMENTS),
+    )
+    return transport
 
 
 # --- endpoints ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from checkoutlab.deps import SecretMerchant, SessionDep, SettingsDep
-from checkoutlab.errors import InvalidRequest
+from checkoutlab.errors import InvalidRequest, NotFound
 from checkoutlab.webhooks import inbound, outbound
 from checkoutlab.webhooks.schemas import (
     DeliveryList,
@@ -36,19 +36,30 @@ async def _receive(
     except InvalidRequest as exc:
         log.warning("%s webhook refused: %s", provider, exc.code)
         raise
-    return await run_in_threadpool(inbound.handle, db=db, events=events)
+    results = await run_in_threadpool(inbound.handle, db=db, events=events)
+    if any(r.outcome == "unmatched" for r in results):
+        # A non-2xx makes the provider redeliver; by then the payment is usually known
+        # (see checkoutlab.webhooks.inbound). Events of this delivery that were applied are
+        # answered "duplicate" on redelivery.
+        raise NotFound(
+            "This event's payment is not known yet; deliver it again later.",
+            code="payment_not_found_yet",
+        )
+    return results
 
 
 @router.post("/v1/webhooks/stripe", include_in_schema=False)
 async def stripe_webhook(request: Request, db: SessionDep, settings: SettingsDep) -> Any:
-    """Stripe events; 400 on a bad ``Stripe-Signature``, 200 for anything verified."""
+    """Stripe events; 400 on a bad ``Stripe-Signature``, 404 while an event's payment is
+    not known yet (so Stripe redelivers it), 200 for anything else verified."""
     results = await _receive("stripe", request, db, settings)
     return {"received": True, "results": [r.outcome for r in results]}
 
 
 @router.post("/v1/webhooks/adyen", include_in_schema=False)
 async def adyen_webhook(request: Request, db: SessionDep, settings: SettingsDep) -> Any:
-    """Adyen standard webhooks; answers ``[accepted]`` as Adyen's documentation asks."""
+    """Adyen standard webhooks; answers ``[accepted]`` as Adyen's documentation asks (404
+    while an event's payment is not known yet, so Adyen redelivers it)."""
     await _receive("adyen", request, db, settings)
     return PlainTextResponse("[accepted]")
 

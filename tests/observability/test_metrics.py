@@ -250,3 +250,21 @@ def test_unknown_methods_do_not_create_label_values(method):
         "checkoutlab_http_requests_total", method="other", route="unmatched", status="405"
     )
     assert after - before == (1 if method == "BREW" else 0)
+
+
+def test_confirms_count_as_gateway_attempts(client, new_checkout) -> None:
+    """Routing records every attempt in one function; that is where the metric is counted."""
+    before = {
+        result: value("checkoutlab_gateway_attempts_total", gateway="sandbox", result=result)
+        for result in ("succeeded", "declined")
+    }
+    paid = new_checkout()
+    assert paid.confirm(paid.profile()["token"], key="ok").status_code == 200
+    declined = new_checkout()
+    answer = declined.confirm(declined.profile()["token"], key="no", card="4000000000000002")
+    assert answer.status_code == 402
+    after = {
+        result: value("checkoutlab_gateway_attempts_total", gateway="sandbox", result=result)
+        for result in ("succeeded", "declined")
+    }
+    assert after == {"succeeded": before["succeeded"] + 1, "declined": before["declined"] + 1}

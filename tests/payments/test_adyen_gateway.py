@@ -285,7 +285,7 @@ def test_complete_action_without_details(gateway: AdyenGateway, double: AdyenDou
 # --- transport failures -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_5xx_is_a_retryable_failure(
     gateway: AdyenGateway, double: AdyenDouble, status: int
 ) -> None:
@@ -298,8 +298,9 @@ def test_5xx_is_a_retryable_failure(
         True,
     )
     assert double.payments_created == 0
-    # only a 500 leaves open whether the provider acted (503: a front end refused it)
-    assert result.outcome_unknown is (status == 500)
+    # every 5xx leaves open whether the provider acted (a front end can fail after the
+    # back end charged), so routing reconciles before it fails over
+    assert result.outcome_unknown is True
 
 
 def test_hang_times_out_within_the_timeout_then_reconciles(double: AdyenDouble) -> None:
@@ -503,3 +504,34 @@ def test_webhook_with_a_bad_signature_is_refused(
     with pytest.raises(InvalidRequest) as info:
         gateway.parse_webhook(b"not json", {})
     assert info.value.code == "invalid_payload"
+
+
+@pytest.mark.parametrize("additional", [[], "hmacSignature", 7, None])
+def test_webhook_with_a_malformed_additional_data_is_a_400(
+    gateway: AdyenGateway, double: AdyenDouble, additional: Any
+) -> None:
+    """A non-object additionalData is refused as unsigned, not an AttributeError (500)."""
+    payload = double.notification(
+        event_code="AUTHORISATION",
+        psp_reference="DBL0000000000001",
+        merchant_reference="pay_1",
+        value=2500,
+        currency="EUR",
+        success=True,
+        hmac_key_hex=HMAC_KEY,
+    )
+    body = json.loads(payload)
+    body["notificationItems"][0]["NotificationRequestItem"]["additionalData"] = additional
+    with pytest.raises(InvalidRequest) as info:
+        gateway.parse_webhook(json.dumps(body).encode(), {})
+    assert info.value.code == "invalid_signature"
+
+
+def test_with_timeout_lowers_only_the_timeout(gateway: AdyenGateway) -> None:
+    from checkoutlab.payments.gateways.base import Gateway
+
+    assert type(gateway).with_timeout is Gateway.with_timeout  # one implementation
+    assert gateway.with_timeout(60) is gateway  # never longer than configured
+    short = gateway.with_timeout(0.3)
+    assert isinstance(short, AdyenGateway) and short.settings.timeout == 0.3
+    assert short.settings.merchant_account == gateway.settings.merchant_account

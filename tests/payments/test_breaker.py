@@ -106,3 +106,24 @@ def test_refuses_nonsense_settings() -> None:
         CircuitBreaker(failure_threshold=0)
     with pytest.raises(ValueError):
         CircuitBreaker(reset_seconds=0)
+
+
+def test_a_released_probe_frees_the_slot_at_once(clock: Clock) -> None:
+    breaker = make(clock, threshold=1, reset=10)
+    breaker.record_failure()
+    clock.now += 10
+    assert breaker.allow()  # the probe
+    assert not breaker.allow()
+    breaker.release()  # its request was refused as invalid: no verdict on the gateway
+    assert breaker.state == "half_open"
+    assert breaker.allow(), "the probe slot leaked until reset_seconds passed"
+
+
+def test_a_late_failure_while_open_does_not_restart_the_wait(clock: Clock) -> None:
+    breaker = make(clock, threshold=1, reset=10)
+    breaker.record_failure()  # opens at 1000
+    clock.now += 8
+    breaker.record_failure()  # a call that started before it opened, failing late
+    assert breaker.snapshot().retry_in_seconds == pytest.approx(2.0)
+    clock.now += 2
+    assert breaker.allow()

@@ -146,6 +146,10 @@ def test_fifty_keys_on_one_session_pay_it_at_most_once(
     for response in responses:
         if response.status_code != 200:
             assert response.status_code == 400, response.text
-            assert response.json()["error"]["code"] == "session_already_succeeded"
+            # paid already, or refused while the winner's payment was being charged
+            assert response.json()["error"]["code"] in (
+                "session_already_succeeded",
+                "payment_in_progress",
+            )
     assert double.charges_created == 1
     assert _payments(database, session["id"]) == ["succeeded"]

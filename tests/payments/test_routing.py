@@ -10,11 +10,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from checkoutlab.errors import InvalidRequest
 from checkoutlab.merchants.schemas import MerchantConfig
 from checkoutlab.payments.gateways.base import ChargeRequest, Gateway, GatewayResult
 from checkoutlab.payments.models import Payment, PaymentAttempt
-from checkoutlab.payments.routing import Budget, GatewayPool, charge_with_failover, select_route
+from checkoutlab.payments.routing import (
+    Budget,
+    GatewayPool,
+    charge_with_failover,
+    check_route,
+    select_route,
+)
 
 # --- selection ------------------------------------------------------------------------------
 
@@ -333,3 +341,83 @@ def test_budget_slices_leave_room_to_reconcile() -> None:
 def test_pool_refuses_an_unconfigured_default() -> None:
     with pytest.raises(ValueError, match="CHECKOUTLAB_STRIPE_API_KEY"):
         GatewayPool({"sandbox": Scripted("sandbox", [])}, default="stripe")
+
+
+class Refusing(Scripted):
+    """A gateway that refuses the request itself (an InvalidRequest), as Stripe does for
+    an invalid parameter."""
+
+    def charge(self, request: ChargeRequest) -> GatewayResult:
+        self.calls.append("charge")
+        raise InvalidRequest("Stripe refused the request: bad parameter")
+
+
+def test_a_probe_refused_as_invalid_hands_its_slot_back() -> None:
+    now = [0.0]
+    gateway = Refusing("a", [])
+    pool = GatewayPool(
+        {"a": gateway}, default="a", failure_threshold=1, reset_seconds=30, clock=lambda: now[0]
+    )
+    pool.breakers["a"].record_failure()
+    now[0] = 30.0
+    with pytest.raises(InvalidRequest):
+        run([gateway], pool=pool)  # the half-open probe
+    assert pool.breakers["a"].allow(), "the next caller must be allowed to probe"
+
+
+def test_a_5xx_is_reconciled_before_failing_over() -> None:
+    first, second = Scripted("a", [HTTP_500], on_retrieve=HTTP_500), Scripted("b", [])
+    outcome, attempts = run([first, second])
+    assert outcome.unknown and second.calls == []
+    assert [a.operation for a in attempts] == ["charge", "retrieve"]
+
+
+def test_production_pool_has_no_sandbox(settings: Any) -> None:
+    production = settings.model_copy(
+        update={
+            "environment": "production",
+            "stripe_api_key": SecretStr("sk_test_x"),
+            "gateway": "stripe",
+        }
+    )
+    pool = GatewayPool.from_settings(production)
+    assert pool.get("sandbox") is None and pool.get("stripe") is not None
+    with pytest.raises(InvalidRequest) as info:
+        check_route(["stripe", "sandbox"], pool)
+    assert info.value.code == "sandbox_gateway_not_allowed"
+    check_route(["stripe"], pool)  # fine
+
+    with pytest.raises(ValueError, match="development and test only"):
+        GatewayPool.from_settings(production.model_copy(update={"gateway": "sandbox"}))
+
+
+@pytest.mark.parametrize("environment", ["development", "test"])
+def test_sandbox_is_in_development_and_test_pools(settings: Any, environment: str) -> None:
+    pool = GatewayPool.from_settings(settings.model_copy(update={"environment": environment}))
+    assert pool.get("sandbox") is not None
+    check_route(["sandbox"], pool)
+
+
+class ConnectTimingOut(Scripted):
+    """Hangs at connect until its own (adapter) timeout, then says "never sent", as the
+    Stripe and Adyen adapters do for a connect timeout."""
+
+    def with_timeout(self, seconds: float) -> Gateway:
+        self.own_timeout = seconds
+        return self
+
+    def charge(self, request: ChargeRequest) -> GatewayResult:
+        self.calls.append("charge")
+        time.sleep(self.own_timeout)
+        return REFUSED_CONNECTION
+
+
+def test_a_connect_timeout_is_classified_by_the_adapter_and_fails_over() -> None:
+    """The adapter's timeout ends before the routing's wait, so a connect timeout (never
+    sent) fails over instead of being taken for an abandoned, maybe-charged call."""
+    first, second = ConnectTimingOut("a", []), Scripted("b", [])
+    pool = GatewayPool({"a": first, "b": second}, default="a", call_timeout=0.6)
+    outcome, attempts = run([first, second], pool=pool)
+    assert first.own_timeout < 0.6
+    assert outcome.gateway == "b" and not outcome.unknown
+    assert summary(attempts)[0][3] == "failed"  # not "unknown"

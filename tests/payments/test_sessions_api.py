@@ -170,6 +170,12 @@ _GOOD: dict[str, Any] = {"amount": 2599, "currency": "EUR"}
         pytest.param(
             _GOOD | {"loyalty_balance": -1}, "loyalty_balance", "parameter_invalid", id="loyalty"
         ),
+        pytest.param(  # past a 32-bit column: was a 500 on PostgreSQL (found by schemathesis)
+            _GOOD | {"loyalty_balance": 2**31},
+            "loyalty_balance",
+            "parameter_invalid",
+            id="loyalty-int32",
+        ),
         pytest.param(_GOOD | {"expires_in": 5}, "expires_in", "parameter_invalid", id="ttl"),
         pytest.param(_GOOD | {"metadata": {"a": 1}}, "metadata.a", "parameter_invalid", id="meta"),
     ],

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
+import httpcore
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from checkoutlab.errors import InvalidRequest
-from checkoutlab.webhooks.outbound import validate_url
+from checkoutlab.webhooks import outbound
+from checkoutlab.webhooks.outbound import PinnedNetworkBackend, pinned_transport, validate_url
 
 PUBLIC_IP = "93.184.215.14"  # an IP literal resolves without DNS, so this runs offline
 
@@ -112,3 +116,70 @@ def test_production_requires_https_and_accepts_public_hosts() -> None:
 def test_development_and_test_allow_a_local_receiver() -> None:
     for environment in ("development", "test"):
         assert validate_url("http://127.0.0.1:9000/hooks", environment=environment)
+
+
+@pytest.mark.parametrize("port", [8443, 22, 6379])
+def test_production_allows_only_port_443(port: int) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        validate_url(f"https://{PUBLIC_IP}:{port}/hooks", environment="production")
+    assert info.value.code == "url_not_allowed"
+    assert validate_url(f"https://{PUBLIC_IP}:443/hooks", environment="production")
+
+
+# --- DNS rebinding: the transport connects to the address it checked ----------------------------
+
+
+class _Recording(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self.connected: list[tuple[str, int]] = []
+
+    def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        self.connected.append((host, port))
+        return object()
+
+
+def _resolving(monkeypatch: pytest.MonkeyPatch, *answers: list[str]) -> list[str]:
+    """Make DNS answer ``answers`` in turn (a rebinding name changes its answer)."""
+    asked: list[str] = []
+    queue = list(answers)
+
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        asked.append(host)
+        addresses = queue.pop(0) if len(queue) > 1 else queue[0]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in addresses]
+
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def test_pinned_backend_connects_to_the_checked_address_not_a_new_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the first lookup is public; a second one would answer the metadata address
+    asked = _resolving(monkeypatch, [PUBLIC_IP], ["169.254.169.254"])
+    inner = _Recording()
+    backend = PinnedNetworkBackend(strict=True, inner=inner)
+    backend.connect_tcp("rebind.example", 443, timeout=1)
+    assert inner.connected == [(PUBLIC_IP, 443)]  # an IP: the inner backend resolves nothing
+    assert asked == ["rebind.example"]
+
+
+def test_pinned_backend_refuses_private_answers_and_other_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _resolving(monkeypatch, ["127.0.0.1"])
+    inner = _Recording()
+    backend = PinnedNetworkBackend(strict=True, inner=inner)
+    with pytest.raises(httpcore.ConnectError, match="not allowed"):
+        backend.connect_tcp("rebind.example", 443)
+    with pytest.raises(httpcore.ConnectError, match="port 8080"):
+        backend.connect_tcp(PUBLIC_IP, 8080)
+    assert inner.connected == []
+
+
+def test_dispatcher_client_uses_the_pinned_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An end-to-end send through httpx: the rebinding answer never gets a connection."""
+    _resolving(monkeypatch, ["10.0.0.7"])
+    client = httpx.Client(transport=pinned_transport(environment="production"))
+    with pytest.raises(httpx.ConnectError, match="not allowed"):
+        client.post("https://rebind.example/hooks", content=b"{}")

@@ -212,16 +212,62 @@ def test_payment_found_by_attempt_key_when_the_reference_was_never_stored(
     assert reload(database, payment.id).status == "succeeded"
 
 
-def test_unknown_payment_is_acknowledged_and_stored_as_ignored(
+def test_unknown_payment_is_answered_404_so_the_provider_redelivers(
     client: TestClient, database: Database, caplog: Any
 ) -> None:
     payload = stripe_event("payment_intent.succeeded", _intent("pi_nobody"), event_id="evt_lost")
     response = _post_stripe(client, payload)
-    assert response.status_code == 200
-    assert response.json()["results"] == ["ignored"]
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "payment_not_found_yet"
     [stored] = _inbound(database)
-    assert (stored.event_id, stored.status, stored.merchant_id) == ("evt_lost", "ignored", None)
+    assert (stored.event_id, stored.status, stored.merchant_id) == ("evt_lost", "unmatched", None)
     assert "evt_lost" in caplog.text and "matches no payment" in caplog.text
+    # not deduplicated: the redelivery is not "duplicate", still 404 while unmatched
+    assert _post_stripe(client, payload).status_code == 404
+
+
+def test_a_redelivered_event_applies_once_its_payment_is_known(
+    client: TestClient, database: Database, merchant: Any, make_payment: Callable[..., Any]
+) -> None:
+    # the webhook raced confirm: the payment's reference was not recorded yet
+    intent = _intent("pi_raced", metadata={"idempotency_key": "cl_raced"})
+    payload = stripe_event("payment_intent.succeeded", intent, event_id="evt_raced")
+    assert _post_stripe(client, payload).status_code == 404
+    payment = make_payment(merchant.id, reference=None, key="cl_raced")
+
+    again = _post_stripe(client, payload)
+    assert again.status_code == 200 and again.json()["results"] == ["processed"]
+    row = reload(database, payment.id)
+    assert row.status == "succeeded" and row.gateway_reference == "pi_raced"
+    [stored] = _inbound(database)
+    assert (stored.status, stored.payment_id) == ("processed", payment.id)
+    assert _post_stripe(client, payload).json()["results"] == ["duplicate"]
+    assert len(_events(database, "payment_succeeded")) == 1
+
+
+def test_an_event_unmatched_past_the_grace_is_acknowledged_as_ignored(
+    client: TestClient, database: Database
+) -> None:
+    from checkoutlab.webhooks.inbound import UNMATCHED_GRACE
+
+    payload = stripe_event("payment_intent.succeeded", _intent("pi_never"), event_id="evt_old")
+    assert _post_stripe(client, payload).status_code == 404
+    with database.session() as db:
+        stored = db.scalar(select(InboundWebhook))
+        stored.received_at = stored.received_at - UNMATCHED_GRACE  # first seen long ago
+        db.commit()
+    response = _post_stripe(client, payload)
+    assert response.status_code == 200 and response.json()["results"] == ["ignored"]
+    assert _inbound(database)[0].status == "ignored"
+    assert _post_stripe(client, payload).json()["results"] == ["duplicate"]
+
+
+def test_an_unknown_event_type_of_an_unknown_payment_is_acknowledged(
+    client: TestClient, database: Database
+) -> None:
+    payload = stripe_event("customer.created", {"id": "cus_1", "object": "customer"})
+    response = _post_stripe(client, payload)
+    assert response.status_code == 200 and response.json()["results"] == ["ignored"]
 
 
 # --- disputes and refunds ---------------------------------------------------------------------
@@ -383,4 +429,54 @@ def test_a_second_success_in_a_paid_session_is_flagged_not_applied(
     assert reload(database, second.id).status == "processing"
     [stored] = _inbound(database)
     assert stored.note == f"session already paid by {first.id}; refund needed"
-    assert "refund one" in caplog.text
+    assert "refund needed" in caplog.text and second.id in caplog.text
+    assert "pi_second" in caplog.text  # the reference to refund
+
+
+def test_success_found_by_attempt_key_stores_the_reference_for_later_refunds(
+    client: TestClient, database: Database, merchant: Any, make_payment: Callable[..., Any]
+) -> None:
+    payment = make_payment(merchant.id, reference=None, key="cl_lost_answer")
+    intent = _intent("pi_found_by_key", metadata={"idempotency_key": "cl_lost_answer"})
+    assert _post_stripe(client, stripe_event("payment_intent.succeeded", intent)).status_code == 200
+    assert reload(database, payment.id).gateway_reference == "pi_found_by_key"
+
+    refund = {
+        "id": "ch_1",
+        "object": "charge",
+        "payment_intent": "pi_found_by_key",
+        "amount": 2599,
+        "amount_refunded": 2599,
+        "currency": "eur",
+    }
+    response = _post_stripe(client, stripe_event("charge.refunded", refund))
+    assert response.status_code == 200 and response.json()["results"] == ["processed"]
+    assert reload(database, payment.id).status == "refunded"
+
+
+def test_a_webhook_locks_the_session_before_the_payment(
+    client: TestClient, database: Database, merchant: Any, make_payment: Callable[..., Any]
+) -> None:
+    """Confirm, the challenge and the reconciler lock session then payment; a webhook taking
+    them the other way round deadlocks against them on PostgreSQL."""
+    from sqlalchemy import event
+
+    payment = make_payment(merchant.id, reference="pi_locks")
+    locks: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        text = " ".join(statement.split()).lower()
+        if "for update" in text or text.startswith("update checkout_sessions"):
+            target = text.split(" where ")[0]
+            locks.append("session" if "checkout_sessions" in target else "payment")
+
+    event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        response = _post_stripe(
+            client, stripe_event("payment_intent.succeeded", _intent("pi_locks"))
+        )
+    finally:
+        event.remove(database.engine, "before_cursor_execute", capture)
+    assert response.status_code == 200
+    assert reload(database, payment.id).status == "succeeded"
+    assert locks and locks[0] == "session", locks

@@ -11,11 +11,20 @@ from __future__ import annotations
 import requests
 import urllib3.exceptions
 
-__all__ = ["UNKNOWN_OUTCOME_STATUSES", "never_sent"]
+__all__ = ["never_sent", "outcome_unknown_status"]
 
-UNKNOWN_OUTCOME_STATUSES = frozenset({500, 504, 409})
-"""HTTP answers after which the provider may have acted: an internal error, a proxy's
-timeout waiting for it, or (with an idempotency key) "the same request is still running"."""
+
+def outcome_unknown_status(status: int) -> bool:
+    """Whether an HTTP answer with ``status`` leaves open that the provider acted.
+
+    Every 5xx does: Stripe documents that a 500/502/503/504 may have been processed (a front
+    end can fail after the back end charged), and Adyen gives no stronger promise. A 409 with
+    an idempotency key means "the same request is still running". Only an answer that
+    provably never reached the provider (see :func:`never_sent`) allows failover without
+    reconciling first.
+    """
+    return status >= 500 or status == 409
+
 
 _NOT_CONNECTED = (
     requests.exceptions.ConnectTimeout,

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from checkoutlab.errors import InvalidRequest
 from checkoutlab.payments.cards import CardInput
-from checkoutlab.payments.gateways._transport import UNKNOWN_OUTCOME_STATUSES, never_sent
+from checkoutlab.payments.gateways._transport import never_sent, outcome_unknown_status
 from checkoutlab.payments.gateways.base import (
     ActionOutcome,
     ChargeRequest,
@@ -245,6 +245,7 @@ class AdyenGateway(Gateway):
     """
 
     name = "adyen"
+    encrypted_card_fields = True
 
     def __init__(self, settings: AdyenSettings | None = None, **options: Any) -> None:
         if settings is not None and options:
@@ -270,13 +271,6 @@ class AdyenGateway(Gateway):
             self._modifications.baseUrl = base
 
     # --- Gateway ----------------------------------------------------------------------------
-
-    def with_timeout(self, seconds: float) -> AdyenGateway:
-        """A client whose connect and read timeouts fit the remaining confirm budget."""
-        timeout = max(0.05, min(self.settings.timeout, seconds))
-        if timeout == self.settings.timeout:
-            return self
-        return AdyenGateway(self.settings.model_copy(update={"timeout": timeout}))
 
     def tokenize_card(self, card: CardInput) -> TokenizedCard:
         """Refuse: with Adyen the browser encrypts card fields (Adyen Web), never the server."""
@@ -540,7 +534,7 @@ class AdyenGateway(Gateway):
                 log.error("Adyen rejected the credentials (check the adyen gateway settings)")
             else:
                 log.warning("Adyen answered HTTP %s: %s", status, message)
-            unknown = status in UNKNOWN_OUTCOME_STATUSES or error_code == "704"
+            unknown = outcome_unknown_status(status) or error_code == "704"
             raise _TransportFailure(GATEWAY_UNAVAILABLE, unknown=unknown) from exc
         except AdyenError as exc:
             log.error("Adyen SDK refused the call (configuration?): %s", exc)
@@ -606,14 +600,19 @@ class AdyenGateway(Gateway):
 
     @staticmethod
     def _signed(item: Any, hmac_key: str) -> bool:
+        # Any shape is possible before the signature is checked: a malformed item is an
+        # unsigned one (400), never an exception (500).
         if not isinstance(item, dict):
             return False
-        signature = (item.get("additionalData") or {}).get("hmacSignature")
+        additional = item.get("additionalData")
+        if not isinstance(additional, dict):
+            return False
+        signature = additional.get("hmacSignature")
         if not isinstance(signature, str) or not signature:
             return False
         try:
             return bool(Adyen.util.is_valid_hmac_notification(item, hmac_key))
-        except (KeyError, TypeError, ValueError, binascii.Error):
+        except (AttributeError, KeyError, TypeError, ValueError, binascii.Error):
             return False
 
     def _webhook_event(self, item: dict[str, Any], *, live: bool) -> WebhookEvent:
@@ -628,7 +627,9 @@ class AdyenGateway(Gateway):
             reason = refusal_decline_code(reason)
         elif event_type in ("payment_succeeded", "refund_succeeded"):
             reason = None
-        amount = item.get("amount") or {}
+        amount = item.get("amount")
+        if not isinstance(amount, dict):
+            amount = {}
         return WebhookEvent(
             id=f"{event_code}:{psp}:{item.get('success')}",
             gateway=self.name,

@@ -183,6 +183,9 @@ class Gateway(abc.ABC):
     server_side_methods: bool = False
     """Takes raw card details (``tokenize_card``) and non-card methods without a browser
     token; only the sandbox does: provider adapters need their browser SDK's token."""
+    encrypted_card_fields: bool = False
+    """Takes card fields encrypted in the browser by the provider's SDK (Adyen Web's
+    client-side encryption) as the payment method; only Adyen does."""
 
     def accepts_token(self, token: str) -> bool:
         """Whether ``token`` (a browser SDK's payment method id) can be charged here.
@@ -195,9 +198,19 @@ class Gateway(abc.ABC):
     def with_timeout(self, seconds: float) -> Gateway:
         """This gateway with every network call bounded by ``seconds`` (confirm's budget).
 
-        Adapters without network calls return themselves.
+        Provider adapters keep their configuration in ``self.settings``, a pydantic model
+        with a ``timeout`` field that is their constructor's one argument; they get a copy
+        whose connect and read timeouts fit the remaining budget (never above their own).
+        Adapters without network calls (no ``settings.timeout``) return themselves.
         """
-        return self
+        settings = getattr(self, "settings", None)
+        current = getattr(settings, "timeout", None)
+        if not isinstance(settings, BaseModel) or not isinstance(current, int | float):
+            return self
+        timeout = max(0.05, min(float(current), seconds))
+        if timeout == current:
+            return self
+        return type(self)(settings.model_copy(update={"timeout": timeout}))  # type: ignore[call-arg]
 
     @abc.abstractmethod
     def tokenize_card(self, card: CardInput) -> TokenizedCard:

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from checkoutlab.errors import InvalidRequest, NotFound
 from checkoutlab.payments.cards import CardInput
-from checkoutlab.payments.gateways._transport import UNKNOWN_OUTCOME_STATUSES, never_sent
+from checkoutlab.payments.gateways._transport import never_sent, outcome_unknown_status
 from checkoutlab.payments.gateways.base import (
     ActionOutcome,
     ChargeRequest,
@@ -190,13 +190,6 @@ class StripeGateway(Gateway):
     def accepts_token(self, token: str) -> bool:
         """PaymentMethod ids from Stripe.js (``pm_...``)."""
         return token.startswith("pm_")
-
-    def with_timeout(self, seconds: float) -> StripeGateway:
-        """A client whose connect and read timeouts fit the remaining confirm budget."""
-        timeout = max(0.05, min(self.settings.timeout, seconds))
-        if timeout == self.settings.timeout:
-            return self
-        return StripeGateway(self.settings.model_copy(update={"timeout": timeout}))
 
     def tokenize_card(self, card: CardInput) -> TokenizedCard:
         """Refuse: in Stripe mode card numbers never reach the server (PCI DSS SAQ-A)."""
@@ -497,7 +490,7 @@ class StripeGateway(Gateway):
         status = exc.http_status or 0
         if isinstance(exc, stripe.APIError) and status < 500 and status != 409:
             return True  # an answer arrived but was unreadable
-        return status in UNKNOWN_OUTCOME_STATUSES
+        return outcome_unknown_status(status)
 
     def _webhook_event(self, event: Mapping[str, Any]) -> WebhookEvent:
         event_type = str(event.get("type", ""))
