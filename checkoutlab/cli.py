@@ -43,8 +43,11 @@ def _database() -> Database:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create the schema or upgrade it to the newest migration."""
+    from checkoutlab.db import migration_lock
+
     database = _database()
-    database.upgrade()
+    with migration_lock(database.engine):  # not at the same time as a starting serve/worker
+        database.upgrade()
     console.print(f"[green]database at head[/green]: {database.engine.url.render_as_string()}")
 
 
@@ -201,6 +204,26 @@ def merchants_audit(
             )
 
 
+def _prepare_schema(database: Database) -> str:
+    """Migrate when the schema is behind this release; start anyway when it is ahead.
+
+    During a rolling deploy the new release migrates first; the old release's processes
+    must still restart (Alembic cannot upgrade from a revision it does not know).
+    """
+    import logging
+
+    log = logging.getLogger("checkoutlab.cli")
+    status = database.migrate()
+    if status == "ahead":
+        log.warning(
+            "database schema is ahead of this release (a newer release migrated it); "
+            "starting without migrating"
+        )
+    elif status in ("missing", "behind"):
+        log.info("database schema was %s; migrated to this release's head(s)", status)
+    return status
+
+
 class LogFormatOption(StrEnum):
     text = "text"
     json = "json"
@@ -246,6 +269,11 @@ def serve(
 
     settings = get_settings()
     count = workers or settings.api_workers
+    try:
+        settings.check_shared_rate_limit_storage(count)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     fmt = log_format.value if log_format is not None else settings.log_format
     grace = graceful_timeout if graceful_timeout is not None else settings.shutdown_grace_seconds
     # Workers are fresh processes that read their settings from the environment.
@@ -253,7 +281,7 @@ def serve(
     configure_logging(fmt, settings.log_level)
 
     database = _database()
-    database.upgrade()  # here, once: workers never race each other on migrations
+    _prepare_schema(database)  # here, once: workers never race each other on migrations
     database.dispose()  # no connection is shared with the workers
 
     created_dir = None
@@ -356,7 +384,7 @@ def worker(
     settings = get_settings()
     configure_logging(log_format.value if log_format else settings.log_format, settings.log_level)
     database = _database()
-    database.upgrade()
+    _prepare_schema(database)
     stop = threading.Event()
     # SIGTERM (docker stop, systemd, Kubernetes) ends the loop between batches: a batch is
     # one transaction, so stopping there leaves nothing half-applied.

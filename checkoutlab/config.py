@@ -11,8 +11,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside development
@@ -62,6 +63,11 @@ class Settings(BaseSettings):
     )
     rate_limit_per_ip: str = Field(
         default="30/second", description="per client IP on the public endpoints"
+    )
+    dashboard_origin: str | None = Field(
+        default=None,
+        description="the dashboard's public origin (https://dashboard.example.com): POSTs must "
+        "come from it; unset: this host, over https in production",
     )
     key_grace_hours: float = Field(
         default=24.0, ge=0, le=24 * 30, description="how long a rolled secret key stays valid"
@@ -135,11 +141,32 @@ class Settings(BaseSettings):
     )
     metrics_enabled: bool = Field(default=True, description="serve Prometheus /metrics")
     metrics_token: SecretStr | None = Field(
-        default=None, description="when set, /metrics needs 'Authorization: Bearer <token>'"
+        default=None,
+        description="when set, /metrics needs 'Authorization: Bearer <token>'; required in "
+        "production unless metrics are disabled",
     )
     worker_metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="`checkoutlab worker` serves /metrics here"
     )
+
+    @field_validator("dashboard_origin")
+    @classmethod
+    def _origin_only(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value.strip())
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                f"CHECKOUTLAB_DASHBOARD_ORIGIN must be an origin like https://dash.example.com "
+                f"(scheme, host and port only), got {value!r}"
+            )
+        return f"{parts.scheme}://{parts.netloc}".lower()
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
@@ -151,7 +178,31 @@ class Settings(BaseSettings):
                 "outside development; generate one with "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             )
+        self.check_shared_rate_limit_storage(self.api_workers)
+        if self.environment == "production" and self.metrics_enabled and not self.metrics_token:
+            raise ValueError(
+                "CHECKOUTLAB_METRICS_TOKEN must be set in production (scrape /metrics with "
+                "'Authorization: Bearer <token>'), or turn /metrics off with "
+                "CHECKOUTLAB_METRICS_ENABLED=false: it reveals traffic, merchants' experiments "
+                "and model versions"
+            )
         return self
+
+    def check_shared_rate_limit_storage(self, workers: int) -> None:
+        """Refuse per-process (``memory://``) rate-limit storage for several API workers
+        outside development and test: each worker would count on its own, multiplying every
+        limit (dashboard sign-in throttling included) by the number of workers."""
+        if (
+            self.environment not in ("development", "test")
+            and workers > 1
+            and self.rate_limit_storage.startswith("memory://")
+        ):
+            raise ValueError(
+                f"CHECKOUTLAB_RATE_LIMIT_STORAGE is {self.rate_limit_storage!r} with {workers} "
+                "API workers: each worker would keep its own counts. Set it to a shared "
+                "storage, e.g. CHECKOUTLAB_RATE_LIMIT_STORAGE=redis://127.0.0.1:6379, or run "
+                "one worker."
+            )
 
 
 @lru_cache

@@ -14,7 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Engine,
+    Integer,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -55,11 +64,17 @@ def new_id(prefix: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    """The engine of ``url``; its errors never show a statement's parameters (client
+    secrets, keys' hashes, e-mail addresses), since unhandled ones are logged."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -72,7 +87,9 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+    )
 
 
 class Database:
@@ -91,6 +108,24 @@ class Database:
     def upgrade(self) -> None:
         upgrade(self.engine)
 
+    def migrate(self) -> str:
+        """Upgrade the schema only when it is behind this code (or missing); returns the
+        status found (:func:`checkoutlab.observability.health.schema_status`).
+
+        ``ahead`` (a newer release already migrated the database, during a rolling deploy)
+        is left alone: Alembic cannot upgrade from a revision it does not know, and the
+        migrations are additive until the old release is gone. On PostgreSQL an advisory
+        lock serialises processes starting together (``serve`` and ``worker``), and the
+        status is read under it, so the second one finds the schema at head.
+        """
+        from checkoutlab.observability.health import schema_status
+
+        with migration_lock(self.engine):
+            status = schema_status(self.engine)
+            if status in ("missing", "behind"):
+                self.upgrade()
+        return status
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -102,6 +137,25 @@ def alembic_config(engine: Engine) -> Any:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
     return config
+
+
+#: pg_advisory_lock key of schema migrations (any constant 64-bit number; "cklbmigr").
+MIGRATION_LOCK_KEY = 0x636B6C626D696772
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold PostgreSQL's session advisory lock for migrations (a no-op on SQLite, whose
+    single writer already serialises the DDL)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
 
 
 def upgrade(engine: Engine) -> None:

@@ -84,6 +84,19 @@ def client_ip(scope: Scope, *, trust_proxy: bool) -> str | None:
     return client[0] if client else None
 
 
+def is_https(scope: Scope, *, trust_proxy: bool) -> bool:
+    """Whether the client reached us over TLS; behind a TLS-terminating proxy that is known
+    only from ``X-Forwarded-Proto``, trusted with ``CHECKOUTLAB_TRUST_PROXY`` (HSTS, CORS,
+    the dashboard's cookies and origin check)."""
+    if scope.get("scheme") in ("https", "wss"):
+        return True
+    if trust_proxy:
+        for name, value in scope.get("headers", []):
+            if name == b"x-forwarded-proto":
+                return value.split(b",")[0].strip().lower() == b"https"
+    return False
+
+
 def _audit(
     request: Request, db: Session, match: merchants.SecretKeyMatch, settings: Settings
 ) -> None:

@@ -126,3 +126,101 @@ def test_demo_serves_the_store_against_its_own_port(db_url: str, tmp_path, monke
     assert captured["port"] == 8123
     assert captured["app"].state.demo_api_base == "http://127.0.0.1:8123"
     assert "Demo store:         http://127.0.0.1:8123/demo" in result.output
+
+
+def _stamp_unknown_revision(url: str) -> None:
+    """The database as a newer release leaves it: migrated to a revision this code lacks."""
+    from sqlalchemy import text
+
+    database = Database(url)
+    database.upgrade()
+    with database.engine.begin() as conn:
+        conn.execute(text("DELETE FROM alembic_version"))
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('9999_future')"))
+    database.dispose()
+
+
+@pytest.fixture
+def no_uvicorn(monkeypatch: pytest.MonkeyPatch) -> dict:
+    import uvicorn
+
+    from checkoutlab.observability import logging as logs
+
+    captured: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: captured.update(kw))
+    monkeypatch.setattr(logs, "configure_logging", lambda *a, **kw: None)  # keep caplog's
+    return captured
+
+
+def test_serve_starts_when_the_schema_is_ahead_of_this_release(
+    db_url: str, no_uvicorn: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rolling deploy: the new release migrated first; the old one must still restart."""
+    from checkoutlab.observability.health import schema_status
+
+    _stamp_unknown_revision(db_url)
+    result = runner.invoke(app, ["serve", "--port", "8124"])
+    assert result.exit_code == 0, result.output
+    assert no_uvicorn["port"] == 8124
+    assert "ahead of this release" in caplog.text
+    database = Database(db_url)
+    assert schema_status(database.engine) == "ahead"  # untouched
+    database.dispose()
+
+
+def test_serve_upgrades_a_schema_that_is_behind(db_url: str, no_uvicorn: dict) -> None:
+    from alembic import command
+
+    from checkoutlab.db import alembic_config
+    from checkoutlab.observability.health import schema_status
+
+    database = Database(db_url)
+    command.upgrade(alembic_config(database.engine), "0001")
+    assert schema_status(database.engine) == "behind"
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert schema_status(database.engine) == "at_head"
+    database.dispose()
+
+
+def test_worker_prepares_the_schema_the_same_way(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker does not call upgrade() blindly either (it would fail when ahead)."""
+    import checkoutlab.cli as cli
+    from checkoutlab.observability import logging as logs
+
+    class Started(Exception):
+        pass
+
+    def prepared(database: Database) -> str:
+        raise Started(database.migrate())
+
+    _stamp_unknown_revision(db_url)
+    monkeypatch.setattr(logs, "configure_logging", lambda *a, **kw: None)
+    monkeypatch.setattr(cli, "_prepare_schema", prepared)
+    result = runner.invoke(app, ["worker"])
+    assert isinstance(result.exception, Started) and result.exception.args == ("ahead",)
+
+
+def test_postgresql_migrations_wait_for_the_advisory_lock(_databases: dict) -> None:
+    """serve and worker starting together: the second waits, then finds the schema at head."""
+    import threading
+
+    from sqlalchemy import text
+
+    from checkoutlab.db import MIGRATION_LOCK_KEY
+
+    database = _databases.get("postgresql")
+    if database is None:
+        pytest.skip("needs PostgreSQL (CHECKOUTLAB_TEST_DATABASE_URL)")
+    results: list[str] = []
+    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        thread = threading.Thread(target=lambda: results.append(database.migrate()))
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive() and results == []  # blocked by the other process's lock
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+    thread.join(30)
+    assert results == ["at_head"]

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from checkoutlab.api.errors import error_body
-from checkoutlab.deps import client_ip
+from checkoutlab.deps import client_ip, is_https
 from checkoutlab.merchants import audit
 
 log = logging.getLogger(__name__)
@@ -67,15 +67,6 @@ def header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
-
-
-def is_https(scope: Scope, *, trust_proxy: bool) -> bool:
-    if scope.get("scheme") == "https":
-        return True
-    if trust_proxy:
-        proto = header(scope, b"x-forwarded-proto") or b""
-        return proto.split(b",")[0].strip().lower() == b"https"
-    return False
 
 
 async def send_error(

@@ -10,10 +10,16 @@
   and whenever the request arrived over HTTPS; only a development or test server reached over
   plain http gets a cookie without them, since browsers drop Secure cookies on http.
 - **CSRF**: every form carries the session's token, compared with :func:`hmac.compare_digest`,
-  and every POST must come from this origin (``Origin``, else ``Referer``). The login form,
+  and every POST must come from this origin (``Origin``, else ``Referer``): the
+  ``CHECKOUTLAB_DASHBOARD_ORIGIN`` setting, else this host over https in production. The login form,
   which has no session yet, uses a double-submit token in a short-lived cookie.
-- **Throttling**: failed logins are counted per account and per client address with the
-  ``limits`` library (the storage of ``CHECKOUTLAB_RATE_LIMIT_STORAGE``, so workers share it).
+- **Throttling**: sign-in attempts are counted per account and per client address with the
+  ``limits`` library (the storage of ``CHECKOUTLAB_RATE_LIMIT_STORAGE``, so workers share it;
+  ``memory://`` is refused outside development and test with more than one API worker)
+  *before* the password is verified, and a success clears the account's count. At most
+  :data:`MAX_CONCURRENT_VERIFICATIONS` argon2 verifications run at once per process; a
+  sign-in that waits longer than :data:`VERIFICATION_WAIT_SECONDS` answers 503 with
+  ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -33,10 +42,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from checkoutlab import deps
 from checkoutlab.config import Settings
 from checkoutlab.dashboard.models import DashboardSession, DashboardUser
 from checkoutlab.db import new_id, utcnow
-from checkoutlab.errors import Conflict, InvalidRequest
+from checkoutlab.errors import Conflict, InvalidRequest, NotFound
 from checkoutlab.merchants import service as merchants
 
 SESSION_LIFETIME = timedelta(hours=8)
@@ -100,6 +110,43 @@ def add_user(*, db: Session, merchant_id: str, email: str, password: str) -> Das
             param="email",
         ) from exc
     return user
+
+
+def _member(db: Session, merchant_id: str, email: str) -> DashboardUser:
+    user = get_user(db=db, merchant_id=merchant_id, email=email)
+    if user is None:
+        raise NotFound(
+            f"{normalize_email(email)} is not a dashboard user of {merchant_id}.",
+            code="user_not_found",
+            param="email",
+        )
+    return user
+
+
+def _end_sessions(db: Session, user_id: str) -> int:
+    # Explicitly, not through ON DELETE CASCADE: SQLite ignores it without
+    # PRAGMA foreign_keys, which a connection made outside make_engine() lacks.
+    result = db.execute(delete(DashboardSession).where(DashboardSession.user_id == user_id))
+    return result.rowcount or 0
+
+
+def remove_user(*, db: Session, merchant_id: str, email: str) -> int:
+    """Remove a team member and end their sessions; returns how many were live."""
+    user = _member(db, merchant_id, email)
+    ended = _end_sessions(db, user.id)
+    db.delete(user)
+    db.commit()
+    return ended
+
+
+def set_password(*, db: Session, merchant_id: str, email: str, password: str) -> int:
+    """A member's new password; every session of theirs ends (returns how many)."""
+    user = _member(db, merchant_id, email)
+    _check_password(password)
+    user.password_hash = _hasher.hash(password)
+    ended = _end_sessions(db, user.id)
+    db.commit()
+    return ended
 
 
 def get_user(*, db: Session, merchant_id: str, email: str) -> DashboardUser | None:
@@ -207,20 +254,23 @@ def end_session(*, db: Session, session_id: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def is_https(request: Request, settings: Settings) -> bool:
-    """Whether the browser reached us over TLS; behind a TLS-terminating proxy that is known
-    only from ``X-Forwarded-Proto``, trusted with ``CHECKOUTLAB_TRUST_PROXY`` (as for HSTS)."""
-    if request.url.scheme == "https":
-        return True
-    if settings.trust_proxy:
-        proto = request.headers.get("x-forwarded-proto", "")
-        return proto.split(",")[0].strip().lower() == "https"
-    return False
-
-
 def secure_cookies(request: Request, settings: Settings) -> bool:
     """Secure in production and over HTTPS; a development/test server on http cannot be."""
-    return settings.environment == "production" or is_https(request, settings)
+    return settings.environment == "production" or deps.is_https(
+        request.scope, trust_proxy=settings.trust_proxy
+    )
+
+
+def expected_origin(request: Request, settings: Settings) -> str:
+    """The origin of the dashboard's own pages: ``CHECKOUTLAB_DASHBOARD_ORIGIN`` when set;
+    else this host, over https in production (behind a TLS-terminating proxy without
+    ``CHECKOUTLAB_TRUST_PROXY`` the request itself looks like plain http) and otherwise
+    over the scheme the request arrived with."""
+    if settings.dashboard_origin:
+        return settings.dashboard_origin
+    https = secure_cookies(request, settings)
+    host = request.headers.get("host", "")
+    return f"{'https' if https else 'http'}://{host}".lower()
 
 
 def cookie_name(base: str, *, secure: bool) -> str:
@@ -240,9 +290,7 @@ def same_origin(request: Request, settings: Settings) -> bool:
     SameSite=Lax already keeps the cookie off cross-site POSTs in current browsers; this is
     the second, independent check (OWASP), and a request with neither header is refused.
     """
-    https = is_https(request, settings)
-    host = request.headers.get("host", "")
-    expected = f"{'https' if https else 'http'}://{host}".lower()
+    expected = expected_origin(request, settings)
     origin = request.headers.get("origin")
     if origin and origin != "null":
         return hmac.compare_digest(origin.lower().encode(), expected.encode())
@@ -271,16 +319,39 @@ def _account(merchant_id: str, email: str) -> str:
     return hashlib.sha256(f"{merchant_id}:{normalize_email(email)}".encode()).hexdigest()[:32]
 
 
-def login_allowed(
+# argon2 is CPU- and memory-hard on purpose (64 MiB a verification): a burst of sign-ins must
+# not take every core of the worker. Process-wide, like the CPU it protects.
+MAX_CONCURRENT_VERIFICATIONS = 2
+VERIFICATION_WAIT_SECONDS = 1.0  # two members signing in together both get through
+_verify_slots = threading.BoundedSemaphore(MAX_CONCURRENT_VERIFICATIONS)
+
+
+def attempt_allowed(
     limiter: strategies.RateLimiter, *, merchant_id: str, email: str, address: str
 ) -> bool:
-    return limiter.test(
+    """Count this sign-in attempt, before its password is verified; False when over a limit.
+
+    Counting first (``hit`` is atomic in the storage), not testing first and recording the
+    failure after the slow hash, so a concurrent burst cannot all pass the check before any
+    of them is recorded. A success then clears the account's count (:func:`login_succeeded`).
+    """
+    return limiter.hit(
         ACCOUNT_FAILURES, "dashboard-login", "account", _account(merchant_id, email)
-    ) and limiter.test(ADDRESS_FAILURES, "dashboard-login", "address", address)
+    ) and limiter.hit(ADDRESS_FAILURES, "dashboard-login", "address", address)
 
 
-def record_failure(
-    limiter: strategies.RateLimiter, *, merchant_id: str, email: str, address: str
-) -> None:
-    limiter.hit(ACCOUNT_FAILURES, "dashboard-login", "account", _account(merchant_id, email))
-    limiter.hit(ADDRESS_FAILURES, "dashboard-login", "address", address)
+def login_succeeded(limiter: strategies.RateLimiter, *, merchant_id: str, email: str) -> None:
+    """The member's own sign-ins never lock them out; the address keeps its count."""
+    limiter.clear(ACCOUNT_FAILURES, "dashboard-login", "account", _account(merchant_id, email))
+
+
+@contextmanager
+def verification_slot() -> Iterator[bool]:
+    """One of the few concurrent password verifications, or False when all stay taken for
+    :data:`VERIFICATION_WAIT_SECONDS`."""
+    acquired = _verify_slots.acquire(timeout=VERIFICATION_WAIT_SECONDS)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            _verify_slots.release()

@@ -1,4 +1,5 @@
-"""``checkoutlab merchants users ...``: the growth team's dashboard accounts.
+"""``checkoutlab merchants users add|set-password|remove|list``: the growth team's dashboard
+accounts.
 
 The password is read from a hidden prompt (asked twice) or, for scripts, from standard input
 with ``--password-stdin``; never from an option, which would land in shell history and ``ps``.
@@ -30,10 +31,7 @@ def add_command(
     from checkoutlab.db import Database
     from checkoutlab.errors import CheckoutLabError
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     database = Database(get_settings().database_url)
     database.upgrade()
     try:
@@ -46,6 +44,62 @@ def add_command(
         database.dispose()
     typer.echo(f"added {user.email} ({user.id}) to {merchant}")
     console.print(f"sign in at /dashboard/login?merchant={merchant}")
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@app.command("remove")
+def remove_command(
+    merchant: Annotated[str, typer.Option(help="Merchant id (mer_...).")],
+    email: Annotated[str, typer.Option(help="The team member's e-mail.")],
+) -> None:
+    """Remove a team member; their sessions end at once, on every worker."""
+    from checkoutlab.config import get_settings
+    from checkoutlab.dashboard import auth
+    from checkoutlab.db import Database
+    from checkoutlab.errors import CheckoutLabError
+
+    database = Database(get_settings().database_url)
+    try:
+        with database.session() as db:
+            ended = auth.remove_user(db=db, merchant_id=merchant, email=email)
+    except CheckoutLabError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    finally:
+        database.dispose()
+    typer.echo(f"removed {auth.normalize_email(email)} from {merchant}; {ended} session(s) ended")
+
+
+@app.command("set-password")
+def set_password_command(
+    merchant: Annotated[str, typer.Option(help="Merchant id (mer_...).")],
+    email: Annotated[str, typer.Option(help="The team member's e-mail.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Set a team member's password; every session of theirs ends (sign in again)."""
+    from checkoutlab.config import get_settings
+    from checkoutlab.dashboard import auth
+    from checkoutlab.db import Database
+    from checkoutlab.errors import CheckoutLabError
+
+    password = _read_password(password_stdin)
+    database = Database(get_settings().database_url)
+    try:
+        with database.session() as db:
+            ended = auth.set_password(db=db, merchant_id=merchant, email=email, password=password)
+    except CheckoutLabError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    finally:
+        database.dispose()
+    typer.echo(f"password set for {auth.normalize_email(email)}; {ended} session(s) ended")
 
 
 @app.command("list")

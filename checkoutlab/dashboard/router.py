@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -220,16 +221,26 @@ def _delete_cookie(response: Response, request: Request, settings: Any, base: st
     )
 
 
+_limiter_lock = threading.Lock()
+
+
 def _limiter(request: Request, settings: Any) -> Any:
-    limiter = getattr(request.app.state, "dashboard_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.dashboard_limiter = auth.make_limiter(settings)
-    return limiter
+    # Under a lock: concurrent first sign-ins must not each get a memory storage of their own.
+    with _limiter_lock:
+        limiter = getattr(request.app.state, "dashboard_limiter", None)
+        if limiter is None:
+            limiter = request.app.state.dashboard_limiter = auth.make_limiter(settings)
+        return limiter
+
+
+_NEXT = re.compile(r"/dashboard(?:[/?#][\x21-\x7e]*)?")
 
 
 def _safe_next(value: str | None) -> str:
-    """Only a dashboard path of this site: never an absolute or scheme-relative URL."""
-    if value and value.startswith("/dashboard") and "//" not in value and "\\" not in value:
+    """Only a dashboard path of this site: never an absolute or scheme-relative URL, no
+    ``//`` or backslash anywhere (browsers read ``/\\`` as ``//``) and no space or control
+    character (browsers drop tabs and newlines from URLs before parsing them)."""
+    if value and _NEXT.fullmatch(value) and "//" not in value and "\\" not in value:
         return value
     return "/dashboard"
 
@@ -294,7 +305,7 @@ def login_submit(
     address = client_ip(request.scope, trust_proxy=settings.trust_proxy) or "unknown"
     limiter = _limiter(request, settings)
     page = {"merchant": merchant, "email": email, "next_path": next_path}
-    if not auth.login_allowed(limiter, merchant_id=merchant, email=email, address=address):
+    if not auth.attempt_allowed(limiter, merchant_id=merchant, email=email, address=address):
         return _login_page(
             request,
             settings,
@@ -302,9 +313,19 @@ def login_submit(
             status_code=429,
             error="Too many failed sign-ins. Wait 15 minutes and try again.",
         )
-    user = auth.authenticate(db=db, merchant_id=merchant, email=email, password=password)
+    with auth.verification_slot() as verifying:
+        if not verifying:
+            busy = _login_page(
+                request,
+                settings,
+                **page,
+                status_code=503,
+                error="Too many sign-ins at once. Try again in a few seconds.",
+            )
+            busy.headers["Retry-After"] = "2"
+            return busy
+        user = auth.authenticate(db=db, merchant_id=merchant, email=email, password=password)
     if user is None:
-        auth.record_failure(limiter, merchant_id=merchant, email=email, address=address)
         return _login_page(
             request,
             settings,
@@ -312,6 +333,7 @@ def login_submit(
             status_code=401,
             error="The merchant, e-mail or password is not right.",
         )
+    auth.login_succeeded(limiter, merchant_id=merchant, email=email)
     token = auth.start_session(db=db, user=user)
     response = RedirectResponse(next_path, status_code=303)
     _set_cookie(

@@ -12,7 +12,8 @@
   is gone.
 - ``/metrics``: Prometheus exposition (:mod:`checkoutlab.observability.metrics`), off with
   ``CHECKOUTLAB_METRICS_ENABLED=false``, behind a bearer token with
-  ``CHECKOUTLAB_METRICS_TOKEN``.
+  ``CHECKOUTLAB_METRICS_TOKEN``; in production the settings refuse to load with metrics on
+  and no token (:class:`checkoutlab.config.Settings`).
 
 Error details stay in the logs: these endpoints are unauthenticated, and a driver's
 message can name hosts and users.

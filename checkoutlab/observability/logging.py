@@ -35,6 +35,9 @@ _RENAMES = {"asctime": "time", "levelname": "level", "name": "logger", "process"
 # uvicorn adds an ANSI-coloured copy of some messages; it is noise in a JSON line.
 _SKIPPED = [*RESERVED_ATTRS, "color_message", "taskName"]
 
+#: Libraries whose INFO lines would leak secrets (URLs with tokens) or flood the logs.
+QUIET_LOGGERS = ("httpx", "httpcore")
+
 _factory_installed = False
 
 
@@ -103,8 +106,13 @@ def logging_config(log_format: LogFormat = "text", level: str = "INFO") -> dict[
         "root": {"level": level, "handlers": ["default"]},
         "loggers": {
             # uvicorn's own handlers would print a second, unstructured copy: use the root's.
-            name: {"level": level, "handlers": [], "propagate": True}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            **{
+                name: {"level": level, "handlers": [], "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+            # httpx logs every request's full URL at INFO, query string included: merchant
+            # webhook URLs carry tokens (``?token=...``). Only their warnings are worth a line.
+            **{name: {"level": "WARNING"} for name in QUIET_LOGGERS},
         },
     }
 

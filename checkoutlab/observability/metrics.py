@@ -305,6 +305,10 @@ def worker_stopped() -> None:
         _multiprocess.mark_process_dead(os.getpid(), path)
 
 
+#: The files prometheus-client's multiprocess mode writes (``{type}_{pid}.db``).
+_MULTIPROC_FILES = ("counter_*.db", "gauge_*.db", "histogram_*.db", "summary_*.db")
+
+
 def prepare_multiprocess_dir(path: str | Path | None = None) -> tuple[str, bool]:
     """Create (or empty) the multiprocess directory and export it to child processes.
 
@@ -317,8 +321,11 @@ def prepare_multiprocess_dir(path: str | Path | None = None) -> tuple[str, bool]
         Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="checkoutlab-metrics-"))
     )
     target.mkdir(parents=True, exist_ok=True)
-    for stale in glob.glob(str(target / "*.db")):
-        os.remove(stale)
+    # Only prometheus-client's own files: the directory is the operator's choice and may
+    # hold other SQLite databases.
+    for pattern in _MULTIPROC_FILES:
+        for stale in glob.glob(str(target / pattern)):
+            os.remove(stale)
     os.environ[MULTIPROC_ENV] = str(target)
     return str(target), created
 

@@ -23,7 +23,7 @@ from contextvars import ContextVar
 
 HEADER = "X-Request-Id"
 MAX_LENGTH = 100
-_VALID = re.compile(rf"^[A-Za-z0-9._:-]{{1,{MAX_LENGTH}}}$")
+_VALID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_LENGTH}}}")
 #: Where the middleware leaves the id in the ASGI scope, for code that runs outside the
 #: request's context (Starlette's outermost error handler runs after the middleware returned).
 SCOPE_KEY = "checkoutlab.request_id"
@@ -37,7 +37,7 @@ def new_request_id() -> str:
 
 def valid_request_id(value: str | None) -> str | None:
     """``value`` when it is acceptable as a client-chosen request id, else None."""
-    if value is not None and _VALID.match(value):
+    if value is not None and _VALID.fullmatch(value):  # "^...$" would accept a final "\n"
         return value
     return None
 

@@ -159,9 +159,23 @@ def test_referer_of_this_site_is_accepted_when_origin_is_absent(signed_in: Dashb
     assert response.status_code == 303
 
 
+def _production(settings: Any, **update: Any) -> Any:
+    """Production settings an app starts with (no sandbox gateway there)."""
+    from pydantic import SecretStr
+
+    return settings.model_copy(
+        update={
+            "environment": "production",
+            "gateway": "stripe",
+            "stripe_api_key": SecretStr("sk_test_x"),
+            "metrics_token": SecretStr("metrics-token"),
+        }
+        | update
+    )
+
+
 def test_production_cookies_are_secure_with_host_prefix(settings: Any, database: Any) -> None:
-    production = settings.model_copy(update={"environment": "production"})
-    with TestClient(create_app(production, database=database)) as client:
+    with TestClient(create_app(_production(settings), database=database)) as client:
         response = client.get("/dashboard/login")
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"__Host-{auth.LOGIN_COOKIE}=")
@@ -221,3 +235,159 @@ def test_behind_a_trusted_proxy_forwarded_https_makes_cookies_secure(
         plain = client.get("/dashboard/login")
     assert forwarded.headers["set-cookie"].startswith(f"__Host-{auth.LOGIN_COOKIE}=")
     assert plain.headers["set-cookie"].startswith(f"{auth.LOGIN_COOKIE}=")
+
+
+def _login_form(dash: Dashboard, member: Member, password: str) -> tuple[dict[str, str], str]:
+    page = dash.get(f"/dashboard/login?merchant={member.merchant_id}")
+    token = page.text.split('name="login_token" value="')[1].split('"')[0]
+    form = {
+        "merchant": member.merchant_id,
+        "email": member.email,
+        "password": password,
+        "login_token": token,
+    }
+    return form, f"{auth.LOGIN_COOKIE}={token}"
+
+
+def test_a_concurrent_burst_of_wrong_passwords_stays_within_the_limit(
+    dash: Dashboard, member: Member
+) -> None:
+    """Counted before the (slow) hash: 30 guesses at once get at most 10 verifications."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    form, cookie = _login_form(dash, member, "wrong password!")
+
+    def attempt(_: int) -> int:
+        return dash.client.post(
+            "/dashboard/login",
+            data=form,
+            headers={"Origin": ORIGIN, "Cookie": cookie},
+            follow_redirects=False,
+        ).status_code
+
+    with ThreadPoolExecutor(30) as pool:
+        statuses = list(pool.map(attempt, range(30)))
+    assert set(statuses) <= {401, 429, 503}, statuses
+    # every attempt that got past the limiter (verified: 401, or turned away busy: 503) counted
+    assert statuses.count(401) + statuses.count(503) <= 10, statuses
+    assert statuses.count(429) >= 20, statuses
+    assert dash.login(member).status_code == 429  # the right password too, until it passes
+
+
+def test_verifications_beyond_the_cap_answer_503(
+    dash: Dashboard, member: Member, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.setattr(auth, "_verify_slots", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(auth, "VERIFICATION_WAIT_SECONDS", 0.05)
+    assert auth._verify_slots.acquire(blocking=False)  # another sign-in is verifying
+    try:
+        busy = dash.login(member)
+    finally:
+        auth._verify_slots.release()
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
+    assert "Too many sign-ins at once" in busy.text
+    assert dash.login(member).status_code == 303
+
+
+def test_successful_sign_ins_do_not_lock_the_member_out(dash: Dashboard, member: Member) -> None:
+    for _ in range(12):  # more than the account's limit of attempts
+        assert dash.login(member).status_code == 303
+        dash.client.cookies.clear()
+
+
+def test_memory_rate_limit_storage_is_refused_for_several_production_workers() -> None:
+    from checkoutlab.config import Settings
+
+    common = {"secret_key": "x" * 40, "metrics_token": "t" * 32}
+    with pytest.raises(ValueError, match="CHECKOUTLAB_RATE_LIMIT_STORAGE"):
+        Settings(environment="production", api_workers=4, **common)
+    Settings(environment="production", api_workers=1, **common)
+    Settings(environment="test", api_workers=4, **common)
+    Settings(
+        environment="production",
+        api_workers=4,
+        rate_limit_storage="redis://127.0.0.1:6379",
+        **common,
+    )
+    one = Settings(environment="production", **common)
+    with pytest.raises(ValueError, match="each worker would keep its own counts"):
+        one.check_shared_rate_limit_storage(2)  # `checkoutlab serve --workers 2`
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "//evil.example",
+        "/dashboard//evil.example",
+        "/dashboard//x",
+        "https://evil.example",
+        "/dashboard/\\evil.example",
+        "/\\evil.example",
+        "/dashboard.evil.example",
+        "/dashboard/\t/evil.example",
+        "/dashboard@evil.example",
+        "javascript:alert(1)",
+    ],
+)
+def test_sign_in_never_redirects_outside_the_dashboard(
+    dash: Dashboard, member: Member, hostile: str
+) -> None:
+    form, _ = _login_form(dash, member, member.password)
+    response = dash.post("/dashboard/login", form | {"next": hostile}, csrf=False)
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/dashboard"
+
+
+def test_sign_in_returns_to_a_dashboard_page(dash: Dashboard, member: Member) -> None:
+    form, _ = _login_form(dash, member, member.password)
+    response = dash.post("/dashboard/login", form | {"next": "/dashboard/new"}, csrf=False)
+    assert response.status_code == 303 and response.headers["location"] == "/dashboard/new"
+
+
+def _login_behind_tls(client: TestClient, member: Member, origin: str) -> int:
+    """A production browser on https, the app reached over http (TLS ended at the proxy)."""
+    page = client.get("/dashboard/login")
+    token = page.text.split('name="login_token" value="')[1].split('"')[0]
+    form = {
+        "merchant": member.merchant_id,
+        "email": member.email,
+        "password": member.password,
+        "login_token": token,
+    }
+    return client.post(
+        "/dashboard/login",
+        data=form,
+        headers={"Origin": origin, "Cookie": f"__Host-{auth.LOGIN_COOKIE}={token}"},
+        follow_redirects=False,
+    ).status_code
+
+
+def test_production_behind_tls_without_trust_proxy_expects_an_https_origin(
+    settings: Any, database: Any, member: Member
+) -> None:
+    with TestClient(create_app(_production(settings), database=database)) as client:
+        assert _login_behind_tls(client, member, "http://testserver") == 403
+        assert _login_behind_tls(client, member, "https://testserver") == 303
+
+
+def test_configured_dashboard_origin_is_the_one_expected(
+    settings: Any, database: Any, member: Member
+) -> None:
+    configured = _production(settings, dashboard_origin="https://dash.shop.example")
+    with TestClient(create_app(configured, database=database)) as client:
+        assert _login_behind_tls(client, member, "https://testserver") == 403
+        assert _login_behind_tls(client, member, "https://dash.shop.example") == 303
+
+
+def test_dashboard_origin_setting_takes_an_origin_only() -> None:
+    from checkoutlab.config import Settings
+
+    assert Settings(dashboard_origin="HTTPS://Dash.Shop.example/").dashboard_origin == (
+        "https://dash.shop.example"
+    )
+    assert Settings(dashboard_origin="").dashboard_origin is None
+    for bad in ("dash.shop.example", "https://dash.shop.example/login", "ftp://x.example"):
+        with pytest.raises(ValueError, match="CHECKOUTLAB_DASHBOARD_ORIGIN"):
+            Settings(dashboard_origin=bad)

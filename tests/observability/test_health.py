@@ -120,33 +120,122 @@ def test_unreachable_postgresql_answers_503_in_the_error_shape(settings) -> None
         down.dispose()
 
 
-def test_a_database_error_inside_any_route_is_503(client, database, merchant, monkeypatch) -> None:
-    def broken():
-        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+def _failing_sessions(database, monkeypatch, error: BaseException) -> None:
+    """Every request's session (``get_db``) fails with ``error``."""
 
-    monkeypatch.setattr(database, "session", broken)
-    _unavailable(client.get("/v1/checkout_sessions/cs_1", headers=merchant.secret_headers))
+    def broken():
+        raise error
+
+    monkeypatch.setattr(database, "sessionmaker", broken)
+
+
+def _answer(app, path: str, headers) -> object:
+    with TestClient(app, raise_server_exceptions=False) as client:
+        return client.get(path, headers=headers)
+
+
+def test_a_database_error_inside_any_route_is_503(app, database, merchant, monkeypatch) -> None:
+    import psycopg
+
+    lost = psycopg.OperationalError("server closed the connection unexpectedly")
+    _failing_sessions(database, monkeypatch, OperationalError("SELECT 1", {}, lost))
+    _unavailable(_answer(app, "/v1/checkout_sessions/cs_1", merchant.secret_headers))
 
 
 @pytest.mark.parametrize(
     ("message", "status"),
-    [("database is locked", 503), ("unable to open database file", 503), ("syntax error", 500)],
+    [
+        ("database is locked", 503),
+        ("unable to open database file", 503),
+        ("syntax error", 500),
+        ("no such table: checkout_sessions", 500),  # a missing migration is a bug to see
+    ],
 )
 def test_sqlite_operational_errors_are_503_only_when_the_database_is_unavailable(
-    client, database, merchant, monkeypatch, message, status
+    app, database, merchant, monkeypatch, message, status
 ) -> None:
     """sqlite3 uses OperationalError for SQL mistakes too; those stay 500 so bugs show."""
     import sqlite3
 
-    def broken():
-        raise OperationalError("SELECT 1", {}, sqlite3.OperationalError(message))
-
-    monkeypatch.setattr(database, "session", broken)
-    response = client.get("/v1/checkout_sessions/cs_1", headers=merchant.secret_headers)
+    error = OperationalError("SELECT 1", {}, sqlite3.OperationalError(message))
+    _failing_sessions(database, monkeypatch, error)
+    response = _answer(app, "/v1/checkout_sessions/cs_1", merchant.secret_headers)
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == (
         "database_unavailable" if status == 503 else "internal_error"
     )
+
+
+def _psycopg_errors():
+    import psycopg
+    from psycopg import errors
+
+    return {
+        "connect failed": (psycopg.OperationalError("connection refused"), 503),
+        "admin shutdown": (errors.AdminShutdown("terminating connection"), 503),
+        "crash shutdown": (errors.CrashShutdown("crash"), 503),
+        "starting up": (errors.CannotConnectNow("the database system is starting up"), 503),
+        "too many connections": (errors.TooManyConnections("too many clients"), 503),
+        "connection failure": (errors.ConnectionFailure("08006"), 503),
+        "deadlock": (errors.DeadlockDetected("deadlock detected"), 503),
+        "serialization": (errors.SerializationFailure("could not serialize access"), 503),
+        "query canceled": (errors.QueryCanceled("statement timeout"), 500),
+        "lock not available": (errors.LockNotAvailable("could not obtain lock"), 500),
+        "disk full": (errors.DiskFull("could not extend file"), 500),
+    }
+
+
+@pytest.mark.parametrize("case", list(_psycopg_errors()))
+def test_postgresql_errors_are_503_only_for_connection_failures_and_retryable_conflicts(
+    app, database, merchant, monkeypatch, caplog, case
+) -> None:
+    """psycopg makes deadlocks, cancelled queries and full disks OperationalErrors too."""
+    import logging
+
+    orig, status = _psycopg_errors()[case]
+    _failing_sessions(database, monkeypatch, OperationalError("SELECT 1", {}, orig))
+    caplog.set_level(logging.WARNING)
+    response = _answer(app, "/v1/checkout_sessions/cs_1", merchant.secret_headers)
+    assert response.status_code == status, response.text
+    if status == 503:
+        _unavailable(response)
+    else:
+        assert response.json()["error"]["code"] == "internal_error"
+    records = [r for r in caplog.records if r.name == "checkoutlab.api.errors"]
+    if case in ("deadlock", "serialization") or status == 500:
+        # a bug or a concurrency conflict: at ERROR, with the traceback
+        assert [r.levelno for r in records] == [logging.ERROR], records
+        logged = records[0].getMessage()
+        assert "raised at:" in logged and "test_health.py" in logged  # its traceback
+    else:
+        assert [r.levelno for r in records] == [logging.WARNING], records
+
+
+def test_a_bug_raised_while_handling_a_database_error_is_500(
+    app, database, merchant, monkeypatch
+) -> None:
+    """Only an explicit ``raise ... from`` counts, not the implicit ``__context__``."""
+    import sqlite3
+
+    def broken():
+        try:
+            raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked"))
+        except OperationalError:
+            raise RuntimeError("a bug in the fallback")  # implicit __context__ only
+
+    monkeypatch.setattr(database, "sessionmaker", broken)
+    response = _answer(app, "/v1/checkout_sessions/cs_1", merchant.secret_headers)
+    assert response.status_code == 500, response.text
+    assert response.json()["error"]["code"] == "internal_error"
+
+    def wrapped():
+        try:
+            raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked"))
+        except OperationalError as exc:
+            raise RuntimeError("the domain wraps it") from exc
+
+    monkeypatch.setattr(database, "sessionmaker", wrapped)
+    _unavailable(_answer(app, "/v1/checkout_sessions/cs_1", merchant.secret_headers))
 
 
 # -- recovery without restart, through a TCP proxy we can cut ------------------------------------

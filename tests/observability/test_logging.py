@@ -66,6 +66,8 @@ def test_client_request_id_is_echoed_and_attached_to_the_requests_log_lines(
         'quote"and{json}',
         "line\tbreak",
         "",
+        "abc\n",  # "^...$" matches before a final newline
+        "abc\r\n",
     ],
 )
 def test_an_unacceptable_client_id_is_replaced_not_refused(client, sent) -> None:
@@ -73,6 +75,11 @@ def test_an_unacceptable_client_id_is_replaced_not_refused(client, sent) -> None
     assert response.status_code == 200
     rid = response.headers["X-Request-Id"]
     assert rid != sent and rid.startswith("req_") and valid_request_id(rid) == rid
+
+
+def test_a_trailing_newline_is_not_a_valid_request_id() -> None:
+    assert valid_request_id("abc\n") is None
+    assert valid_request_id("abc") == "abc"
 
 
 def test_each_request_without_an_id_gets_its_own(client) -> None:
@@ -190,3 +197,55 @@ def test_payment_events_store_the_request_id_of_the_confirm(client, new_checkout
     with database.session() as db:
         events = read_since(db=db, types=["payment_succeeded"])
     assert [e.properties.get("request_id") for e in events] == ["chk-pay-1"]
+
+
+def test_httpx_request_lines_with_webhook_tokens_are_not_logged() -> None:
+    """httpx logs each request's URL at INFO; a merchant's webhook URL carries its token."""
+    stream = io.StringIO()
+    config = logging_config("text", "info")
+    config["handlers"]["default"]["stream"] = stream
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    quiet = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    try:
+        logging.config.dictConfig(config)
+        logging.getLogger("httpx").info("HTTP Request: POST https://shop.example/hook?token=s3cret")
+        logging.getLogger("httpcore.connection").debug("connect_tcp.started host=shop.example")
+        logging.getLogger("httpx").warning("retrying")
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)
+    out = stream.getvalue()
+    assert "s3cret" not in out and "connect_tcp" not in out
+    assert "retrying" in out
+
+
+def test_logged_database_errors_do_not_show_statement_parameters(database, caplog) -> None:
+    """api/errors.py logs unhandled errors with their message: no client secret in it."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    from checkoutlab.api.errors import _log_unhandled
+
+    secret = "cs_secret_do_not_log_0123456789"
+    with database.engine.connect() as conn:
+        conn.execute(text("CREATE TEMPORARY TABLE t_hidden (id VARCHAR(40) PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO t_hidden (id) VALUES (:id)"), {"id": secret})
+        with pytest.raises(IntegrityError) as duplicate:
+            conn.execute(text("INSERT INTO t_hidden (id) VALUES (:id)"), {"id": secret})
+        conn.rollback()
+        with pytest.raises(DBAPIError) as missing:
+            conn.execute(text("SELECT * FROM no_such_table WHERE x = :x"), {"x": secret})
+        conn.rollback()
+    for error in (duplicate.value, missing.value):
+        assert "parameters hidden" in str(error) and secret not in str(error).split("\n[SQL")[1]
+        # as api/errors.py logs it when it reaches the app (PostgreSQL's own DETAIL line
+        # repeats the duplicate key's value, so that message is not logged either)
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="checkoutlab.api.errors"):
+            _log_unhandled(error)
+        assert caplog.records and type(error).__name__ in caplog.text
+        assert "test_logging.py" in caplog.text  # the traceback's frames are there
+        assert secret not in caplog.text

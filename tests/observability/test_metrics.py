@@ -268,3 +268,30 @@ def test_confirms_count_as_gateway_attempts(client, new_checkout) -> None:
         for result in ("succeeded", "declined")
     }
     assert after == {"succeeded": before["succeeded"] + 1, "declined": before["declined"] + 1}
+
+
+def test_multiprocess_wipe_keeps_files_that_are_not_prometheus_clients(tmp_path: Path, monkeypatch):
+    """The directory is the operator's choice: only prometheus-client's files are removed."""
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "restored-after-the-test")
+    for name in ("counter_7.db", "gauge_liveall_7.db", "histogram_7.db", "summary_7.db"):
+        (tmp_path / name).write_bytes(b"old run")
+    for name in ("checkoutlab.db", "mlflow.db", "notes.txt"):
+        (tmp_path / name).write_bytes(b"keep me")
+    metrics.prepare_multiprocess_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkoutlab.db",
+        "mlflow.db",
+        "notes.txt",
+    ]
+
+
+def test_production_refuses_to_start_with_open_metrics() -> None:
+    """/metrics names merchants, experiments and model versions: not open in production."""
+    from checkoutlab.config import Settings
+
+    secret = "s" * 40
+    with pytest.raises(ValueError, match="CHECKOUTLAB_METRICS_TOKEN must be set in production"):
+        Settings(environment="production", secret_key=secret)
+    Settings(environment="production", secret_key=secret, metrics_token="t" * 32)
+    Settings(environment="production", secret_key=secret, metrics_enabled=False)
+    Settings(environment="development")  # open by default for the demo and tests
