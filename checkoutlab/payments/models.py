@@ -37,6 +37,8 @@ class Payment(Base):
             sqlite_where=text("status = 'succeeded'"),
             postgresql_where=text("status = 'succeeded'"),
         ),
+        # Provider webhooks and reconciliation find a payment by the gateway's own id.
+        Index("ix_payments_gateway_reference", "gateway", "gateway_reference"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
