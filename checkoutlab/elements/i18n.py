@@ -9,8 +9,10 @@ after a decimal comma) and hand-rolled formatting gets those wrong.
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 from typing import Final
 
+from babel import Locale
 from babel.numbers import format_currency, format_decimal, get_currency_precision
 
 LOCALES: Final[tuple[str, ...]] = ("en", "de", "fr", "es", "ja")
@@ -364,9 +366,15 @@ def format_money(value_minor: int, currency: str, locale: str) -> str:
     division by 100; ``Decimal`` keeps the conversion exact.
     """
     amount = Decimal(value_minor).scaleb(-get_currency_precision(currency))
-    return format_currency(amount, currency, locale=locale)
+    return format_currency(amount, currency, locale=_locale(locale))
 
 
 def format_number(value: int, locale: str) -> str:
     """Loyalty points need locale grouping too (1,200 vs 1.200)."""
-    return format_decimal(value, locale=locale)
+    return format_decimal(value, locale=_locale(locale))
+
+
+@lru_cache(maxsize=64)
+def _locale(tag: str) -> Locale:
+    """Babel parses a locale string on every call; a parsed ``Locale`` is reused as is."""
+    return Locale.parse(tag)

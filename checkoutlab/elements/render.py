@@ -9,12 +9,14 @@ environment is built once at import because template compilation dominates rende
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
 from babel import Locale
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, meta, select_autoescape
+from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
 
 from checkoutlab.elements.catalog import method_config
@@ -74,6 +76,9 @@ def _build_environment() -> Environment:
             default=True,
         ),
         undefined=StrictUndefined,
+        # Templates ship inside the package and never change while a worker runs: without
+        # this, every include and import stats its file to check whether it changed.
+        auto_reload=False,
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -178,6 +183,13 @@ def _countries(locale: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(countries, key=lambda item: item[1].casefold()))
 
 
+@lru_cache(maxsize=8)
+def _country_options(locale: str) -> Markup:
+    """The AVS country ``<option>`` list, rendered once per locale by the same macro the
+    ``select`` control uses for short lists (some 250 escaped options per form otherwise)."""
+    return _ENV.get_template("_macros.html.j2").module.option_list(_countries(locale))
+
+
 def _presentment(profile: PaymentProfile) -> str | None:
     fx = profile.amount.presentment
     if fx is None:
@@ -186,9 +198,9 @@ def _presentment(profile: PaymentProfile) -> str | None:
     return translate("presentment.approx", profile.ui.locale, amount=amount)
 
 
-def _html_context(profile: PaymentProfile) -> dict[str, Any]:
-    locale = profile.ui.locale
-    amount_display = format_money(profile.amount.value, profile.amount.currency, locale)
+@lru_cache(maxsize=8)
+def _translators(locale: str) -> tuple[Callable[..., str], Callable[..., str]]:
+    """The templates' ``t`` (catalogue label) and ``text`` (label or verbatim text)."""
 
     def t(key: str, **kwargs: object) -> str:
         return translate(key, locale, **kwargs)
@@ -198,6 +210,80 @@ def _html_context(profile: PaymentProfile) -> dict[str, Any]:
         key = str(value)
         return translate(key, locale, **kwargs) if has_message(key) else key
 
+    return t, text
+
+
+# A method panel (``method_*.html.j2``) is the same markup for every profile that gives it
+# the same inputs, and most of a form's rendering time: panels are rendered once per distinct
+# input and reused. The inputs are whatever names the template reads, found by parsing it
+# (``jinja2.meta``), so a template edit cannot make a cached panel stale; a template that
+# reads a name outside this set is rendered every time: per-checkout values such as
+# ``session_id`` and ``amount_display`` (the bank transfer panel) would only fill the cache.
+_PANEL_INPUTS: Final = frozenset({"method", "t", "text", "lang", "currency"})
+_PANEL_VALUES: Final = ("currency",)  # inputs keyed by their value (``lang`` always is)
+_PANEL_CACHE: dict[tuple[Any, ...], Markup] = {}
+_PANEL_CACHE_SIZE: Final = 4096
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+
+@lru_cache(maxsize=64)
+def _panel_inputs(template: str) -> frozenset[str] | None:
+    assert _ENV.loader is not None
+    source, _, _ = _ENV.loader.get_source(_ENV, template)
+    names = frozenset(meta.find_undeclared_variables(_ENV.parse(source)))
+    return names if names <= _PANEL_INPUTS else None
+
+
+class _Unhashable(Exception):
+    pass
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable image of JSON-like ``value`` that keeps types apart (1, 1.0, True, "1")."""
+    if type(value) in _SCALARS:
+        return (type(value), value)
+    if isinstance(value, dict):
+        return ("dict", tuple((_freeze(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, tuple(_freeze(v) for v in value))
+    raise _Unhashable
+
+
+def _panel(method: MethodView, context: dict[str, Any]) -> Markup:
+    """The rendered panel of ``method``, as ``{% include method.template %}`` would give it."""
+    inputs = _panel_inputs(method.template)
+    key = None
+    if inputs is not None:
+        try:
+            key = (
+                method.template,
+                context["lang"],
+                method.type,
+                method.label,
+                _freeze(method.config),
+                _freeze(method.options),
+                tuple(context[name] for name in _PANEL_VALUES if name in inputs),
+            )
+        except _Unhashable:
+            key = None
+        else:
+            cached = _PANEL_CACHE.get(key)
+            if cached is not None:
+                return cached
+    # the output of an autoescaped template is markup, inserted as-is like an include's
+    html = Markup(_ENV.get_template(method.template).render({**context, "method": method}))  # noqa: S704
+    if key is not None:
+        if len(_PANEL_CACHE) >= _PANEL_CACHE_SIZE:
+            _PANEL_CACHE.clear()
+        _PANEL_CACHE[key] = html
+    return html
+
+
+def _html_context(profile: PaymentProfile) -> dict[str, Any]:
+    locale = profile.ui.locale
+    amount_display = format_money(profile.amount.value, profile.amount.currency, locale)
+    t, text = _translators(locale)
+
     in_stock = profile.inventory.in_stock
     copy = profile.ui.copy_overrides
     pay_label = t("submit.pay", amount=amount_display)
@@ -205,8 +291,10 @@ def _html_context(profile: PaymentProfile) -> dict[str, Any]:
         # plain replace, not str.format: experiment text must not reach format fields
         pay_label = copy.pay_button.replace("{amount}", amount_display)
     placement = profile.ui.loyalty_placement
-    return {
+    context: dict[str, Any] = {
         "profile": profile,
+        "currency": profile.amount.currency,
+        "session_id": profile.session_id,
         "lang": locale,
         "layout": profile.ui.layout.value,
         "t": t,
@@ -221,8 +309,10 @@ def _html_context(profile: PaymentProfile) -> dict[str, Any]:
         "verification": profile.verification,
         "loyalty": None if placement == "hidden" else _loyalty_view(profile),
         "out_of_stock": None if in_stock else _out_of_stock_lines(profile),
-        "countries": _countries(locale) if profile.verification.avs else (),
+        "countries": _country_options(locale) if profile.verification.avs else (),
     }
+    context["panel"] = lambda method: _panel(method, context)
+    return context
 
 
 def _on_color(hex_color: str) -> str:

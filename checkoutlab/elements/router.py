@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from checkoutlab.deps import PublicMerchant, SessionDep, SettingsDep
 from checkoutlab.elements.render import RenderedElements, render_elements
 from checkoutlab.errors import NotFound
-from checkoutlab.events.service import add_server_event
+from checkoutlab.events.service import insert_server_event, server_event_row
 from checkoutlab.profile.models import Decision
 from checkoutlab.profile.schema import PaymentProfile
 from checkoutlab.profile.signing import verify
@@ -25,16 +25,29 @@ class ElementsRequest(BaseModel):
     token: str = Field(max_length=8192)
 
 
+# The columns rendering needs: not the decision's context and features, the larger part.
+_DECISION = select(
+    Decision.id,
+    Decision.session_id,
+    Decision.profile,
+    Decision.experiment_key,
+    Decision.variant,
+    Decision.assignment_probability,
+)
+
+
 @router.post("/v1/elements", response_model=RenderedElements)
 def create_elements(
     body: ElementsRequest, merchant: PublicMerchant, db: SessionDep, settings: SettingsDep
-) -> RenderedElements:
+) -> Response:
     """Render the form for a profile; the profile is re-read from the decision log, not the body."""
     claims = verify(body.token, secret=settings.secret_key, merchant_id=merchant.id)
-    decision = db.scalar(
-        select(Decision).where(
-            Decision.id == claims.decision_id, Decision.merchant_id == merchant.id
+    decision = (
+        db.connection()
+        .execute(
+            _DECISION.where(Decision.id == claims.decision_id, Decision.merchant_id == merchant.id)
         )
+        .first()
     )
     if decision is None:
         raise NotFound("No such payment profile", param="token")
@@ -48,13 +61,16 @@ def create_elements(
             "variant": decision.variant,
             "probability": decision.assignment_probability,
         }
-    add_server_event(
+    insert_server_event(
         db=db,
-        merchant_id=merchant.id,
-        type="elements_rendered",
-        session_id=decision.session_id,
-        decision_id=decision.id,
-        properties=properties,
+        row=server_event_row(
+            merchant_id=merchant.id,
+            type="elements_rendered",
+            session_id=decision.session_id,
+            decision_id=decision.id,
+            properties=properties,
+        ),
     )
     db.commit()
-    return rendered
+    # serialized here as FastAPI would for response_model, without validating it again
+    return Response(rendered.model_dump_json(by_alias=True), media_type="application/json")

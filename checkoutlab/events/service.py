@@ -29,16 +29,15 @@ SERVER_TYPES = frozenset(
 )
 
 
-def add_server_event(
+def server_event_row(
     *,
-    db: Session,
     merchant_id: str,
     type: str,
     session_id: str | None,
     decision_id: str | None = None,
     properties: dict[str, Any] | None = None,
-) -> Event:
-    """Stage a server event in the caller's transaction: it commits with what it records.
+) -> dict[str, Any]:
+    """The column values of a server event (see :func:`add_server_event`).
 
     The current request id is stamped here, once for every server event (profile served,
     payment results), so the learner and webhooks can log the checkout they belong to.
@@ -48,17 +47,47 @@ def add_server_event(
     request_id = current_request_id()
     if request_id is not None:
         properties.setdefault("request_id", request_id)
+    return {
+        "merchant_id": merchant_id,
+        "type": type,
+        "session_id": session_id,
+        "decision_id": decision_id,
+        "occurred_at": utcnow(),
+        "source": "server",
+        "properties": properties,
+    }
+
+
+def add_server_event(
+    *,
+    db: Session,
+    merchant_id: str,
+    type: str,
+    session_id: str | None,
+    decision_id: str | None = None,
+    properties: dict[str, Any] | None = None,
+) -> Event:
+    """Stage a server event in the caller's transaction: it commits with what it records."""
     event = Event(
-        merchant_id=merchant_id,
-        type=type,
-        session_id=session_id,
-        decision_id=decision_id,
-        occurred_at=utcnow(),
-        source="server",
-        properties=properties,
+        **server_event_row(
+            merchant_id=merchant_id,
+            type=type,
+            session_id=session_id,
+            decision_id=decision_id,
+            properties=properties,
+        )
     )
     db.add(event)
     return event
+
+
+_INSERT = Event.__table__.insert()
+
+
+def insert_server_event(*, db: Session, row: dict[str, Any]) -> None:
+    """Insert a :func:`server_event_row` now, in the caller's transaction, with one Core
+    statement (no ORM object: the hot path's writers do not read it back)."""
+    db.connection().execute(_INSERT, row)
 
 
 def add_client_events(*, db: Session, merchant_id: str, events: Sequence[dict[str, Any]]) -> int:

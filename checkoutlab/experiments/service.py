@@ -222,6 +222,10 @@ def ship(*, db: Session, experiment: Experiment, variant: str) -> Experiment:
         changes["layout"] = form.layout
     if form.theme is not None:
         changes["theme"] = form.theme
+    if form.copy_overrides:
+        changes["copy_overrides"] = config.copy_overrides.model_dump() | form.copy_overrides
+    if form.loyalty_placement is not None:
+        changes["loyalty_placement"] = form.loyalty_placement
     if form.ordering_policy is not None and form.ordering_policy != config.ordering_policy:
         changes["ordering_policy"] = form.ordering_policy
         changes["ordering_params"] = {}

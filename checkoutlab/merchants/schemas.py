@@ -163,6 +163,22 @@ class GatewayRule(_Strict):
         return value
 
 
+LoyaltyPlacement = Literal["above_methods", "below_methods", "summary", "hidden"]
+
+
+class CopyOverrides(_Strict):
+    """Replacement text for known slots; an unset slot keeps the translated default.
+
+    ``pay_button`` may contain ``{amount}``, replaced by the formatted amount. A merchant's
+    own copy (set directly, or by shipping an experiment's winner) and a variant's copy use
+    the same slots; the variant's wins slot by slot.
+    """
+
+    heading: str | None = Field(default=None, max_length=120)
+    pay_button: str | None = Field(default=None, max_length=60)
+    footer_note: str | None = Field(default=None, max_length=300)
+
+
 class MerchantConfig(_Strict):
     enabled_methods: list[MethodType] = Field(default_factory=lambda: list(ALL_METHODS))
     default_order: list[MethodType] | None = Field(
@@ -175,6 +191,8 @@ class MerchantConfig(_Strict):
     loyalty: LoyaltyProgram = Field(default_factory=LoyaltyProgram)
     theme: Theme = Field(default_factory=Theme)
     layout: Layout = Layout.tabs
+    copy_overrides: CopyOverrides = Field(default_factory=CopyOverrides)
+    loyalty_placement: LoyaltyPlacement = "below_methods"
     default_locale: Literal["en", "de", "fr", "es", "ja"] = "en"
     ordering_policy: Literal[
         "merchant_order",

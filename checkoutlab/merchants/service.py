@@ -7,10 +7,12 @@ comparison happens in the database rather than in timing-sensitive Python.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -194,6 +196,30 @@ def by_publishable_key(*, db: Session, publishable_key: str) -> Merchant | None:
 
 def config_of(merchant: Merchant) -> MerchantConfig:
     return MerchantConfig.model_validate(merchant.config)
+
+
+_CONFIG_CACHE: dict[str, tuple[dict[str, Any], MerchantConfig]] = {}
+_CONFIG_CACHE_SIZE = 4096
+
+
+def cached_config_of(merchant: Merchant) -> MerchantConfig:
+    """``config_of`` for the hot path: the validated config is kept per merchant and reused
+    while the stored JSON is equal to the one it was validated from (a dict comparison
+    instead of validation, which compiles every CEL rule). A changed config is validated
+    again on its first use, so there is nothing to invalidate.
+
+    The instance is shared between requests: treat it as read-only (``model_copy`` to
+    change a field), which is how the profile builder uses it.
+    """
+    raw = merchant.config
+    hit = _CONFIG_CACHE.get(merchant.id)
+    if hit is not None and hit[0] == raw:
+        return hit[1]
+    config = MerchantConfig.model_validate(raw)
+    if len(_CONFIG_CACHE) >= _CONFIG_CACHE_SIZE:
+        _CONFIG_CACHE.clear()
+    _CONFIG_CACHE[merchant.id] = (copy.deepcopy(raw), config)
+    return config
 
 
 def set_config(*, db: Session, merchant_id: str, config: MerchantConfig) -> Merchant:

@@ -8,7 +8,7 @@ as its ``profile_served`` event.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,7 +19,7 @@ from checkoutlab.db import new_id, utcnow
 from checkoutlab.elements.catalog import method_config
 from checkoutlab.elements.i18n import format_money
 from checkoutlab.errors import InvalidRequest
-from checkoutlab.events.service import add_server_event
+from checkoutlab.events.service import insert_server_event, server_event_row
 from checkoutlab.experiments.assignment import apply_verification, assign, unit_id_for
 from checkoutlab.fraud.export import customer_key
 from checkoutlab.fraud.scorer import (
@@ -39,9 +39,10 @@ from checkoutlab.payments.cards import redact_card_numbers
 from checkoutlab.payments.models import CheckoutSession
 from checkoutlab.profile.context import ContextIn, acquire
 from checkoutlab.profile.feeds import FxProvider, currency_for_country, default_fx_provider
-from checkoutlab.profile.history import PurchaseHistory, purchase_history
+from checkoutlab.profile.history import PurchaseHistory
 from checkoutlab.profile.methods import is_eligible
 from checkoutlab.profile.models import Decision
+from checkoutlab.profile.reads import CheckoutReads, checkout_reads
 from checkoutlab.profile.rules import RuleOutcome, evaluate_rules
 from checkoutlab.profile.schema import (
     UI,
@@ -164,10 +165,10 @@ def _presentment(
     )
 
 
-def _inventory(db: Session, checkout: CheckoutSession) -> Inventory:
+def _inventory(reads: CheckoutReads) -> Inventory:
     lines = [
         InventoryLine(sku=sku, requested=wanted, available=available)
-        for sku, wanted, available in sessions.stock_lines(db=db, checkout=checkout)
+        for sku, wanted, available in reads.stock_lines()
     ]
     in_stock = all(line.available is None or line.available >= line.requested for line in lines)
     return Inventory(in_stock=in_stock, lines=lines)
@@ -222,20 +223,16 @@ def build(
     services: ProfileServices,
 ) -> PaymentProfile:
     sessions.ensure_open(checkout)
-    config = merchants.config_of(merchant)
+    config = merchants.cached_config_of(merchant)  # shared: never mutated here
     context = acquire(context_in, headers, default_locale=config.default_locale)
     locale = context["location"]["locale"]
-    history = purchase_history(
-        db=db,
-        merchant_id=merchant.id,
-        customer_ref=checkout.customer_ref,
-        currency=checkout.currency,
-    )
+    # failed attempts, purchase history, running experiments and stock: one round trip
+    reads = checkout_reads(db=db, checkout=checkout)
+    history = reads.history
     context["customer"] = history.as_context()
     context["amount"] = {"value": checkout.amount, "currency": checkout.currency}
-    failed = sum(1 for p in sessions.payments_of(db=db, checkout=checkout) if p.status == "failed")
 
-    features = _features(checkout, history, context, failed)
+    features = _features(checkout, history, context, reads.failed_attempts)
     assessment, score, level = _assess(services.scorer, features, config)
     risk = Risk(
         score=round(assessment.score, 6),
@@ -255,7 +252,7 @@ def build(
     rules = evaluate_rules(config.rules, activation)
     # Experiment variant: after risk and rules, so a variant can add steps but never remove one.
     unit_id = unit_id_for(customer_ref=checkout.customer_ref, session_id=checkout.id)
-    assignment = assign(db, merchant.id, unit_id, activation)
+    assignment = assign(db, merchant.id, unit_id, activation) if reads.experiments_running else None
     verification = apply_verification(
         _verification(level, context, rules, assessment.degraded), assignment
     )
@@ -299,7 +296,7 @@ def build(
         ],
         verification=verification,
         loyalty=_loyalty(config, checkout, locale),
-        inventory=_inventory(db, checkout),
+        inventory=_inventory(reads),
         experiment=(
             ExperimentAssignment(
                 key=assignment.key,
@@ -314,8 +311,12 @@ def build(
             layout=rules.layout or (form.layout if form else None) or config.layout,
             locale=locale,
             theme=(form.theme if form and form.theme else None) or config.theme,
-            copy_overrides=CopyOverrides.model_validate(form.copy_overrides if form else {}),
-            loyalty_placement=(form.loyalty_placement if form else None) or "below_methods",
+            copy_overrides=CopyOverrides.model_validate(  # a variant's slots win
+                config.copy_overrides.model_dump(exclude_none=True)
+                | (form.copy_overrides if form else {})
+            ),
+            loyalty_placement=(form.loyalty_placement if form else None)
+            or config.loyalty_placement,
         ),
         expires_at=checkout.expires_at,
     )
@@ -333,47 +334,59 @@ def _log_decision(
     assessment: RiskAssessment,
     rules: RuleOutcome,
 ) -> None:
-    db.add(
-        Decision(
-            id=profile.id,
-            merchant_id=merchant.id,
-            session_id=checkout.id,
-            customer_ref=checkout.customer_ref,
-            context=redact_card_numbers(context),  # browser strings: never keep a card number
-            features={
-                **{k: v for k, v in asdict(features).items() if k not in ("context", "at")},
-                "at": features.at.isoformat() if features.at else None,
+    features_row = {f.name: getattr(features, f.name) for f in fields(features)}
+    del features_row["context"]
+    features_row["at"] = features.at.isoformat() if features.at else None
+    # One Core INSERT per table, no ORM unit of work: nothing reads these rows back here.
+    db.connection().execute(
+        _DECISION_INSERT,
+        {
+            "id": profile.id,
+            "merchant_id": merchant.id,
+            "session_id": checkout.id,
+            "customer_ref": checkout.customer_ref,
+            # browser strings: never keep a card number
+            "context": redact_card_numbers(context),
+            "features": {
+                **features_row,
                 "model_features": assessment.features,
                 "rules_matched": rules.matched,
             },
-            risk_score=profile.risk.score,
-            risk_level=profile.risk.level,
-            model=profile.risk.model,
-            model_version=profile.risk.model_version,
-            policy=profile.ordering.policy,
-            policy_version=profile.ordering.policy_version,
-            propensity=profile.ordering.propensity,
-            ordering=[m.type.value for m in profile.methods],
-            experiment_key=profile.experiment.key if profile.experiment else None,
-            variant=profile.experiment.variant if profile.experiment else None,
-            assignment_probability=profile.experiment.probability if profile.experiment else None,
-            verification=profile.verification.model_dump(),
-            profile=profile.model_dump(mode="json", exclude={"token"}),
-            created_at=utcnow(),
-            expires_at=profile.expires_at,
-        )
-    )
-    add_server_event(
-        db=db,
-        merchant_id=merchant.id,
-        type="profile_served",
-        session_id=checkout.id,
-        decision_id=profile.id,
-        properties={
+            "risk_score": profile.risk.score,
             "risk_level": profile.risk.level,
-            "methods": [m.type.value for m in profile.methods],
+            "model": profile.risk.model,
+            "model_version": profile.risk.model_version,
             "policy": profile.ordering.policy,
+            "policy_version": profile.ordering.policy_version,
             "propensity": profile.ordering.propensity,
+            "ordering": [m.type.value for m in profile.methods],
+            "experiment_key": profile.experiment.key if profile.experiment else None,
+            "variant": profile.experiment.variant if profile.experiment else None,
+            "assignment_probability": (
+                profile.experiment.probability if profile.experiment else None
+            ),
+            "verification": profile.verification.model_dump(),
+            "profile": profile.model_dump(mode="json", exclude={"token"}),
+            "created_at": utcnow(),
+            "expires_at": profile.expires_at,
         },
     )
-    db.commit()
+    insert_server_event(
+        db=db,
+        row=server_event_row(
+            merchant_id=merchant.id,
+            type="profile_served",
+            session_id=checkout.id,
+            decision_id=profile.id,
+            properties={
+                "risk_level": profile.risk.level,
+                "methods": [m.type.value for m in profile.methods],
+                "policy": profile.ordering.policy,
+                "propensity": profile.ordering.propensity,
+            },
+        ),
+    )
+    db.commit()  # durable before the profile is returned
+
+
+_DECISION_INSERT = Decision.__table__.insert()

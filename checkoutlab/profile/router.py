@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from checkoutlab.deps import PublicMerchant, SessionDep, SettingsDep
@@ -31,7 +31,7 @@ def create_payment_profile(
     merchant: PublicMerchant,
     db: SessionDep,
     settings: SettingsDep,
-) -> PaymentProfile:
+) -> Response:
     """Build the payment profile for a checkout session (publishable key, from the browser)."""
     checkout = sessions.by_client_secret(
         db=db, merchant_id=merchant.id, client_secret=body.client_secret
@@ -60,7 +60,10 @@ def create_payment_profile(
         variant=experiment.variant if experiment else None,
         degraded=profile.risk.degraded,
     )
-    return profile
+    # The builder made a valid PaymentProfile: serialize it here, in this worker thread, the
+    # way FastAPI would for ``response_model`` (the schema it documents), instead of having
+    # FastAPI validate it again and serialize it in another trip through the thread pool.
+    return Response(profile.model_dump_json(by_alias=True), media_type="application/json")
 
 
 @router.get("/v1/schemas/payment_profile.json")

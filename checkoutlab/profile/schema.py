@@ -12,7 +12,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from checkoutlab.merchants.schemas import Layout, MethodType, Theme
+from checkoutlab.merchants.schemas import (
+    CopyOverrides,
+    Layout,
+    LoyaltyPlacement,
+    MethodType,
+    Theme,
+)
 
 
 class _Model(BaseModel):
@@ -92,19 +98,6 @@ class Ordering(_Model):
     policy: str
     policy_version: str
     propensity: float = Field(ge=0, le=1, description="probability of the first method")
-
-
-LoyaltyPlacement = Literal["above_methods", "below_methods", "summary", "hidden"]
-
-
-class CopyOverrides(_Model):
-    """Replacement text for known slots; an unset slot keeps the translated default.
-
-    ``pay_button`` may contain ``{amount}``, replaced by the formatted amount."""
-
-    heading: str | None = Field(default=None, max_length=120)
-    pay_button: str | None = Field(default=None, max_length=60)
-    footer_note: str | None = Field(default=None, max_length=300)
 
 
 COPY_SLOTS: tuple[str, ...] = tuple(CopyOverrides.model_fields)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from checkoutlab.elements import RenderedElements, render_elements
+from checkoutlab.elements import render as render_module
 from checkoutlab.elements.catalog import method_config
 from checkoutlab.elements.i18n import LOCALES, MESSAGES, format_money, translate
 from checkoutlab.merchants.schemas import Layout, MethodType, Theme
@@ -624,3 +625,57 @@ def test_hidden_loyalty_is_left_out() -> None:
 
 def test_loyalty_defaults_below_the_methods() -> None:
     assert make_profile().ui.loyalty_placement == "below_methods"
+
+
+# -- cached panels and pre-rendered option lists ------------------------------------------------
+
+
+def _fresh(monkeypatch: pytest.MonkeyPatch, profile: Any) -> str:
+    """Render with every panel rendered in place (no template is cacheable)."""
+    with monkeypatch.context() as m:
+        m.setattr(render_module, "_PANEL_INPUTS", frozenset())
+        render_module._panel_inputs.cache_clear()
+        try:
+            return render_elements(profile).html
+        finally:
+            render_module._panel_inputs.cache_clear()
+
+
+@pytest.mark.parametrize("layout", list(Layout))
+@pytest.mark.parametrize("locale", ["en", "de", "ja"])
+def test_cached_panels_render_like_fresh_ones(
+    monkeypatch: pytest.MonkeyPatch, layout: Layout, locale: str
+) -> None:
+    configs = {
+        MethodType.bank_transfer: {"instructions": XSS, "reference_prefix": XSS},
+        MethodType.ideal: {"banks": [{"id": XSS, "name": XSS}, {"id": "ing"}, "junk"]},
+    }
+    profiles = [
+        make_profile(layout=layout, locale=locale, value=value, currency=currency,
+                     configs=configs if value % 2 else None,
+                     verification=Verification(avs=True, cvv=True))
+        for value, currency in [(1234, "EUR"), (1235, "EUR"), (99, "JPY"), (1234, "USD")]
+    ]  # fmt: skip
+    render_module._PANEL_CACHE.clear()
+    first = [render_elements(p).html for p in profiles]
+    second = [render_elements(p).html for p in profiles]  # panels from the cache
+    assert render_module._PANEL_CACHE
+    assert first == second == [_fresh(monkeypatch, p) for p in profiles]
+
+
+def test_panel_values_of_different_types_are_not_confused() -> None:
+    a = make_profile(methods=[MethodType.klarna], configs={MethodType.klarna: {"mode": 1}})
+    b = make_profile(methods=[MethodType.klarna], configs={MethodType.klarna: {"mode": True}})
+    c = make_profile(methods=[MethodType.klarna], configs={MethodType.klarna: {"mode": "1"}})
+    htmls = [render_elements(p).html for p in (a, b, c, a)]
+    assert 'data-redirect="1"' in htmls[0]
+    assert 'data-redirect="True"' in htmls[1]
+    assert htmls[0] == htmls[2] == htmls[3]  # same text, distinct cache entries
+
+
+def test_only_panels_that_read_cacheable_inputs_are_cached() -> None:
+    inputs = render_module._panel_inputs
+    assert inputs("method_card.html.j2") == {"method", "t"}
+    assert inputs("method_wallet.html.j2") == {"method", "t", "currency"}
+    # the bank transfer panel shows the session's reference and amount: rendered every time
+    assert inputs("method_bank_transfer.html.j2") is None

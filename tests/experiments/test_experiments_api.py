@@ -152,6 +152,25 @@ def test_shipping_makes_the_winner_the_merchant_default(
     assert config.layout == "accordion"
     assert config.ordering_policy == "thompson"
     assert config.theme.primary_color == "#0a7d32"
+    assert config.copy_overrides.pay_button == "Pay securely"
+
+
+def test_shipped_copy_and_loyalty_placement_reach_later_forms(
+    client: TestClient, merchant: Any, new_checkout: Any
+) -> None:
+    """Copy and loyalty placement are part of the winner's form, so they ship too."""
+    h = merchant.secret_headers
+    winner = definition(targeting=None, namespace=None)
+    winner["variants"][1]["config"]["loyalty_placement"] = "summary"
+    client.post("/v1/experiments", json=winner, headers=h)
+    client.post("/v1/experiments/one_page/start", headers=h)
+    client.post("/v1/experiments/one_page/stop", headers=h)
+    shipped = client.post("/v1/experiments/one_page/ship", json={"variant": "accordion"}, headers=h)
+    assert shipped.status_code == 200, shipped.text
+    ui = new_checkout().profile()["ui"]
+    assert ui["layout"] == "accordion"
+    assert ui["copy_overrides"]["pay_button"] == "Pay securely"
+    assert ui["loyalty_placement"] == "summary"
 
 
 def test_draft_can_be_edited_freely(client: TestClient, merchant: Any) -> None:
