@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
@@ -19,23 +19,18 @@ from checkoutlab.experiments.schemas import (
     ExperimentCreate,
     ExperimentRead,
     ExperimentUpdate,
+    OrderingPolicyName,
     Status,
 )
+from checkoutlab.merchants.schemas import Layout, VerificationStep
 
 MIN_ROWS = 4
 MAX_ROWS = 10
-VERIFICATION_STEPS = ("cvv", "avs", "three_ds", "biometric")
-LAYOUTS = ("tabs", "accordion", "list")
-ORDERING_POLICIES = (
-    "merchant_order",
-    "context_rules",
-    "thompson",
-    "epsilon_greedy",
-    "ucb",
-    "linucb",
-    "logistic_softmax",
-    "random_order",
-)
+# The choices come from the schemas the API validates with, so the form never offers a
+# value the service would refuse (or misses one it accepts).
+VERIFICATION_STEPS = tuple(step.value for step in VerificationStep)
+LAYOUTS = tuple(layout.value for layout in Layout)
+ORDERING_POLICIES: tuple[str, ...] = get_args(OrderingPolicyName)
 # variant config location -> form field suffix
 _CONFIG_FIELDS = {
     "layout": "layout",

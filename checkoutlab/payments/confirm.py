@@ -54,6 +54,7 @@ from checkoutlab.payments.schemas import ChallengeRequest, ConfirmRequest
 from checkoutlab.payments.settlement import (
     IN_FLIGHT,
     OUTCOME_UNKNOWN,
+    lock_session_and_payment,
     log_refund_needed,
     settle_payment,
     unknown_outcome,
@@ -150,28 +151,6 @@ def payment_body(payment: Payment) -> dict[str, Any]:
 # A confirm that crashed while calling the gateway left its payment ``in_flight``; after its
 # budget plus this grace the request is surely over, and the payment is reconciled.
 IN_FLIGHT_GRACE_SECONDS = 5.0
-
-
-def _lock(
-    db: Session, *, merchant_id: str, session_id: str, payment_id: str
-) -> tuple[CheckoutSession, Payment]:
-    """The session, then the payment, locked in that order (the order every writer uses).
-
-    Attempts added while the gateway was called stay pending until the locks are held:
-    inserting them first would take a key-share lock on the payment before the session's.
-    """
-    with db.no_autoflush:
-        checkout = sessions.get(
-            db=db, merchant_id=merchant_id, session_id=session_id, for_update=True
-        )
-        payment = db.scalar(
-            select(Payment)
-            .where(Payment.id == payment_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    assert payment is not None  # payments are never deleted
-    return checkout, payment
 
 
 def _record(
@@ -401,7 +380,7 @@ def confirm(
         pool=gateways,
         budget=budget,
     )
-    checkout, payment = _lock(
+    checkout, payment = lock_session_and_payment(
         db, merchant_id=merchant.id, session_id=checkout.id, payment_id=payment.id
     )
     return _record(db, checkout, payment, outcome)
@@ -674,13 +653,13 @@ def complete_challenge(
         )
     except CheckoutLabError:
         db.rollback()  # the gateway refused the request itself: the challenge is still open
-        checkout, payment = _lock(
+        checkout, payment = lock_session_and_payment(
             db, merchant_id=merchant.id, session_id=checkout.id, payment_id=payment.id
         )
         _reopen(payment, pending_action)
         db.commit()
         raise
-    checkout, payment = _lock(
+    checkout, payment = lock_session_and_payment(
         db, merchant_id=merchant.id, session_id=checkout.id, payment_id=payment.id
     )
     if outcome.unavailable:

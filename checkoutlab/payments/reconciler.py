@@ -26,11 +26,10 @@ from checkoutlab.background import PeriodicTask
 from checkoutlab.config import Settings
 from checkoutlab.db import Database, utcnow
 from checkoutlab.errors import CheckoutLabError
-from checkoutlab.payments import sessions
 from checkoutlab.payments.confirm import IN_FLIGHT_GRACE_SECONDS, settle_unknown_payment
 from checkoutlab.payments.models import Payment
 from checkoutlab.payments.routing import Budget, GatewayPool
-from checkoutlab.payments.settlement import unknown_outcome
+from checkoutlab.payments.settlement import lock_session_and_payment, unknown_outcome
 
 __all__ = ["Reconciler"]
 
@@ -99,17 +98,10 @@ class Reconciler(PeriodicTask):
 
     def _settle(self, payment_id: str, merchant_id: str, session_id: str, pool: GatewayPool) -> int:
         with self.database.session() as db:
-            # session first, then payment: the order every writer of payments uses
-            checkout = sessions.get(
-                db=db, merchant_id=merchant_id, session_id=session_id, for_update=True
+            checkout, payment = lock_session_and_payment(
+                db, merchant_id=merchant_id, session_id=session_id, payment_id=payment_id
             )
-            payment = db.scalar(
-                select(Payment)
-                .where(Payment.id == payment_id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-            if payment is None or not unknown_outcome(payment):
+            if not unknown_outcome(payment):
                 db.rollback()
                 return 0  # settled meanwhile (a webhook, a confirm)
             # a budget per payment (one retrieve plus the commit), so one slow gateway

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Final
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from checkoutlab.db import utcnow
@@ -53,6 +54,30 @@ class Settled:
 
     changed: bool
     paid_by: str | None = None  # another payment had paid the session: refund this one
+
+
+def lock_session_and_payment(
+    db: Session, *, merchant_id: str, session_id: str, payment_id: str
+) -> tuple[CheckoutSession, Payment]:
+    """The session, then the payment, locked in that order: the order every writer of
+    payments (confirm, the 3-D Secure completion, webhooks, the reconciler) uses, so two of
+    them working on one payment cannot deadlock on PostgreSQL.
+
+    Rows added while a gateway was called stay pending until the locks are held: flushing
+    an attempt first would take a key-share lock on the payment before the session's.
+    """
+    with db.no_autoflush:
+        checkout = sessions.get(
+            db=db, merchant_id=merchant_id, session_id=session_id, for_update=True
+        )
+        payment = db.scalar(
+            select(Payment)
+            .where(Payment.id == payment_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    assert payment is not None  # payments are never deleted
+    return checkout, payment
 
 
 def unknown_outcome(payment: Payment) -> bool:

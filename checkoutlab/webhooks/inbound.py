@@ -46,10 +46,9 @@ from checkoutlab.config import Settings
 from checkoutlab.db import utcnow
 from checkoutlab.errors import InvalidRequest
 from checkoutlab.fraud import outcomes
-from checkoutlab.payments import sessions
 from checkoutlab.payments.gateways import Gateway, GatewayResult, WebhookEvent, get_gateway
 from checkoutlab.payments.models import CheckoutSession, Payment
-from checkoutlab.payments.settlement import settle_payment
+from checkoutlab.payments.settlement import lock_session_and_payment, settle_payment
 from checkoutlab.webhooks.models import InboundWebhook
 from checkoutlab.webhooks.outbound import emit
 
@@ -138,22 +137,6 @@ def _find_payment(db: Session, event: WebhookEvent) -> Payment | None:
     return None
 
 
-def _lock(db: Session, payment: Payment) -> tuple[CheckoutSession, Payment]:
-    """Lock the payment's session, then the payment: the order confirm and the reconciler
-    use, so that a webhook and a confirm of the same payment cannot deadlock."""
-    checkout = sessions.get(
-        db=db, merchant_id=payment.merchant_id, session_id=payment.session_id, for_update=True
-    )
-    locked = db.scalar(
-        select(Payment)
-        .where(Payment.id == payment.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert locked is not None  # payments are never deleted
-    return checkout, locked
-
-
 def handle_event(*, db: Session, event: WebhookEvent) -> InboundResult:
     """Apply one verified event once; a repeat of its id is a no-op."""
     if _seen(db, event):
@@ -175,7 +158,12 @@ def handle_event(*, db: Session, event: WebhookEvent) -> InboundResult:
         merchant_event = _dispute(db, event, payment)
     elif event.type == "refund_succeeded":
         merchant_event, note = _refund(db, event, payment)
-    checkout, payment = _lock(db, payment)  # re-read after the outcome's commit
+    checkout, payment = lock_session_and_payment(  # re-read after the outcome's commit
+        db=db,
+        merchant_id=payment.merchant_id,
+        session_id=payment.session_id,
+        payment_id=payment.id,
+    )
 
     claim = _take_claim(db, event, payment)
     if claim is None:
