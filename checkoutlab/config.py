@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside development
+# 32+ bytes even in development: PyJWT warns about shorter HS256 keys (RFC 7518 3.2)
+DEV_SECRET = "dev-insecure-secret-change-me-outside-development"  # noqa: S105 - refused outside development
 VAR_DIR = Path("var")
 
 
