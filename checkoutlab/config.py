@@ -140,6 +140,26 @@ class Settings(BaseSettings):
         description="a worker that does not answer its supervisor this long (starting up "
         "included) is replaced",
     )
+    db_pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=100,
+        description="PostgreSQL connections each process keeps open (above the concurrent "
+        "requests of one API worker, so busy workers reuse rather than reopen connections)",
+    )
+    db_max_overflow: int = Field(
+        default=10,
+        ge=0,
+        le=100,
+        description="extra PostgreSQL connections opened (and closed) under peaks; a process "
+        "holds at most pool size + overflow connections",
+    )
+    sqlite_checkpoint_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="SQLite: a background thread checkpoints the WAL this often, off the "
+        "request path; 0 leaves it to SQLite's auto-checkpoint on commit",
+    )
     metrics_enabled: bool = Field(default=True, description="serve Prometheus /metrics")
     metrics_token: SecretStr | None = Field(
         default=None,

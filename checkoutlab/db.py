@@ -7,7 +7,11 @@ requests.
 
 from __future__ import annotations
 
+import logging
 import secrets
+import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,6 +32,13 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+log = logging.getLogger(__name__)
+
+#: ``PRAGMA wal_autocheckpoint`` (pages) of SQLite connections while a background
+#: checkpointer runs: a safety bound, reached only if the checkpointer falls behind
+#: (SQLite's default, 1000 pages, checkpoints on the committing request every ~77 profiles).
+BACKGROUND_AUTOCHECKPOINT_PAGES = 20_000
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants 64 bits for event ids.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
@@ -63,9 +74,26 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-def make_engine(url: str) -> Engine:
+def sqlite_path(url: str) -> str | None:
+    """The database file of a SQLite URL (None: not SQLite, or in memory)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return path if path and path != ":memory:" else None
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+) -> Engine:
     """The engine of ``url``; its errors never show a statement's parameters (client
-    secrets, keys' hashes, e-mail addresses), since unhandled ones are logged."""
+    secrets, keys' hashes, e-mail addresses), since unhandled ones are logged.
+
+    PostgreSQL: ``pool_size`` / ``max_overflow`` default to ``CHECKOUTLAB_DB_POOL_SIZE`` /
+    ``CHECKOUTLAB_DB_MAX_OVERFLOW``.
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -87,17 +115,106 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if pool_size is None or max_overflow is None:
+        from checkoutlab.config import get_settings
+
+        settings = get_settings()
+        pool_size = settings.db_pool_size if pool_size is None else pool_size
+        max_overflow = settings.db_max_overflow if max_overflow is None else max_overflow
+    # pool_pre_ping: connections that died in an outage are replaced, not handed out.
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        hide_parameters=True,
     )
+
+
+class WalCheckpointer:
+    """A daemon thread running ``PRAGMA wal_checkpoint(PASSIVE)`` on a SQLite file every
+    ``interval`` seconds, so that requests' commits do not pay for the checkpoint.
+
+    PASSIVE never waits for readers or writers; it copies what it can. It uses its own
+    connection (none is taken from the engine's pool). :meth:`stop` ends the thread.
+    """
+
+    def __init__(self, path: str, interval: float) -> None:
+        self.path = path
+        self.interval = interval
+        self.checkpoints = 0  # completed PRAGMA wal_checkpoint calls
+        self.last_result: tuple[int, int, int] | None = None  # (busy, wal frames, copied)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"sqlite-checkpoint:{Path(path).name}", daemon=True
+        )
+
+    def start(self) -> WalCheckpointer:
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.last_result = (int(row[0]), int(row[1]), int(row[2]))
+        self.checkpoints += 1
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(self.path, timeout=5, check_same_thread=False)
+                    self.checkpoint(conn)
+                except sqlite3.Error as exc:  # e.g. the file was removed; retry next time
+                    log.debug("WAL checkpoint failed: %s", exc)
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
 
 class Database:
     """Engine plus session factory; one per process, held by the app and the CLI."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, checkpoint_seconds: float | None = None) -> None:
+        """``checkpoint_seconds`` (SQLite files only; default
+        ``CHECKOUTLAB_SQLITE_CHECKPOINT_SECONDS``): checkpoint the WAL from a background
+        thread this often, stopped by :meth:`dispose`; 0 keeps SQLite's auto-checkpoint."""
         self.url = url
+        self.checkpointer: WalCheckpointer | None = None
+        path = sqlite_path(url)
+        if path is not None and checkpoint_seconds is None:
+            from checkoutlab.config import get_settings
+
+            checkpoint_seconds = get_settings().sqlite_checkpoint_seconds
         self.engine = make_engine(url)
+        if path is not None and checkpoint_seconds:
+            checkpointer = self.checkpointer = WalCheckpointer(path, checkpoint_seconds)
+
+            @event.listens_for(self.engine, "connect")
+            def _autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
+                # Raised only while the thread runs; otherwise (not started, or stopped by
+                # dispose) SQLite's default auto-checkpoint keeps the WAL small.
+                if checkpointer.running:
+                    dbapi_conn.execute(
+                        f"PRAGMA wal_autocheckpoint={BACKGROUND_AUTOCHECKPOINT_PAGES}"
+                    )
+
+            checkpointer.start()
+            # An undisposed Database does not leave its thread behind once collected.
+            weakref.finalize(self, checkpointer.stop, 0)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -127,6 +244,8 @@ class Database:
         return status
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
 
