@@ -14,7 +14,7 @@ from rich.console import Console
 from checkoutlab.bandits.cli import app as bandits_app
 from checkoutlab.config import get_settings
 from checkoutlab.dashboard.cli import app as users_app
-from checkoutlab.db import Database
+from checkoutlab.db import Database, open_database
 from checkoutlab.experiments.cli import app as experiments_app
 from checkoutlab.fraud.cli import app as fraud_app
 from checkoutlab.webhooks.cli import app as webhooks_app
@@ -59,8 +59,7 @@ def merchants_create(
     """Create a merchant. The secret key is printed once and stored only as a hash."""
     from checkoutlab.merchants import service
 
-    database = _database()
-    database.upgrade()
+    database = open_database()
     with database.session() as session:
         created = service.create(db=session, name=name)
     result = {
@@ -94,8 +93,7 @@ def merchants_config_set(
             where = ".".join(str(p) for p in error["loc"]) or "(root)"
             console.print(f"  {where}: {error['msg']}")
         raise typer.Exit(2) from None
-    database = _database()
-    database.upgrade()
+    database = open_database()
     with database.session() as session:
         try:
             service.set_config(db=session, merchant_id=merchant, config=config)
@@ -124,8 +122,7 @@ def merchants_keys_roll(
     from checkoutlab.merchants import service
 
     hours = get_settings().key_grace_hours if grace_hours is None else grace_hours
-    database = _database()
-    database.upgrade()
+    database = open_database()
     with database.session() as session:
         try:
             secret, new, old = service.roll_secret_key(
@@ -157,8 +154,7 @@ def merchants_keys_revoke(
     if (key_id is None) == (not all_previous):
         console.print("[red]Pass either --key-id or --all.[/red]")
         raise typer.Exit(2)
-    database = _database()
-    database.upgrade()
+    database = open_database()
     with database.session() as session:
         try:
             revoked = service.revoke_secret_keys(db=session, merchant_id=merchant, key_id=key_id)
@@ -319,8 +315,7 @@ def demo(
     from checkoutlab.demo.seed import ensure_champion
 
     settings = get_settings()
-    database = _database()
-    database.upgrade()
+    database = open_database()
     with database.session() as session:
         keys = seed(db=session)
     if settings.risk_scorer == "champion":

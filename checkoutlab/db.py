@@ -249,6 +249,16 @@ class Database:
         self.engine.dispose()
 
 
+def open_database() -> Database:
+    """The database the settings name, upgraded to this code's schema: what a one-shot CLI
+    command (merchants, experiments, bandits, webhooks, dashboard users) works on."""
+    from checkoutlab.config import get_settings
+
+    database = Database(get_settings().database_url)
+    database.upgrade()
+    return database
+
+
 def alembic_config(engine: Engine) -> Any:
     from alembic.config import Config
 

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from checkoutlab.db import open_database
+
 app = typer.Typer(
     help="Payment-method ordering bandits: simulate, compare, evaluate offline.",
     no_args_is_help=True,
@@ -156,15 +158,6 @@ def _day(text: str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _database():
-    from checkoutlab.config import get_settings
-    from checkoutlab.db import Database
-
-    database = Database(get_settings().database_url)
-    database.upgrade()
-    return database
-
-
 @app.command("evaluate")
 def evaluate_command(
     policy: Annotated[
@@ -207,7 +200,7 @@ def evaluate_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--policy") from None
 
-    database = _database()
+    database = open_database()
     try:
         with database.session() as session:
             log = decision_log(session, since=start, until=end, merchant_id=merchant, reward=reward)
@@ -323,7 +316,7 @@ def learn_command(
 
     if reward not in ("conversion", "revenue"):
         raise typer.BadParameter("--reward must be conversion or revenue")
-    database = _database()
+    database = open_database()
     learner = Learner(
         database,
         attribution_window=timedelta(minutes=window_minutes),

@@ -26,14 +26,12 @@ def add_command(
     ] = False,
 ) -> None:
     """Add a team member who can sign in at /dashboard."""
-    from checkoutlab.config import get_settings
     from checkoutlab.dashboard import auth
-    from checkoutlab.db import Database
+    from checkoutlab.db import open_database
     from checkoutlab.errors import CheckoutLabError
 
     password = _read_password(password_stdin)
-    database = Database(get_settings().database_url)
-    database.upgrade()
+    database = open_database()
     try:
         with database.session() as db:
             user = auth.add_user(db=db, merchant_id=merchant, email=email, password=password)

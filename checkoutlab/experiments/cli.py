@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from checkoutlab.db import open_database
+
 app = typer.Typer(help="A/B experiments on generated checkout forms.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
@@ -33,15 +35,6 @@ def _experiments() -> None:
     """A/B experiments on generated checkout forms."""
 
 
-def _database() -> Any:
-    from checkoutlab.config import get_settings
-    from checkoutlab.db import Database
-
-    database = Database(get_settings().database_url)
-    database.upgrade()
-    return database
-
-
 def _fail(message: str) -> None:
     err_console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(1)
@@ -50,7 +43,7 @@ def _fail(message: str) -> None:
 def _run(action: Callable[[Any], Any]) -> Any:
     from checkoutlab.errors import CheckoutLabError
 
-    database = _database()
+    database = open_database()
     try:
         with database.session() as db:
             return action(db)

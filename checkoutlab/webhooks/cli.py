@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from checkoutlab.db import open_database
 
 app = typer.Typer(help="Merchant webhooks: deliveries and replay.", no_args_is_help=True)
 console = Console()
@@ -22,15 +24,6 @@ err_console = Console(stderr=True)
 @app.callback()
 def _webhooks() -> None:
     """Merchant webhooks: deliveries and replay."""
-
-
-def _database() -> Any:
-    from checkoutlab.config import get_settings
-    from checkoutlab.db import Database
-
-    database = Database(get_settings().database_url)
-    database.upgrade()
-    return database
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -59,7 +52,7 @@ def list_command(
     """Recent deliveries, newest first."""
     from checkoutlab.webhooks import outbound
 
-    database = _database()
+    database = open_database()
     try:
         with database.session() as db:
             rows = outbound.list_deliveries(
@@ -114,7 +107,7 @@ def replay_command(
         err_console.print("[red]error:[/red] pass --event, or --endpoint with --since/--until.")
         raise typer.Exit(2)
     start, end = _when(since, "--since"), _when(until, "--until")
-    database = _database()
+    database = open_database()
     try:
         with database.session() as db:
             try:
